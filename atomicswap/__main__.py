@@ -1,0 +1,3 @@
+from atomicswap import main
+
+raise SystemExit(main())
