@@ -1,0 +1,63 @@
+"""What `import atomicswap` costs, against the `import ctypes, platform` it avoids.
+
+Runs `python -S -X importtime -c "import ..."` in fresh interpreters, alternating
+the two, and reports the median of the cumulative microseconds that importtime
+gives for each top-level import (-S keeps site's .pth hooks from importing any
+shared dependency first).
+
+Usage: python benchmarks/bench_import.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+# Bytecode may be cached, as it is for an installed package: pip compiles it.
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+ENV["PYTHONPATH"] = ROOT
+
+
+def import_microseconds(modules: list[str]) -> int:
+    """Cumulative importtime of *modules*, imported in one fresh interpreter."""
+    result = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", f"import {', '.join(modules)}"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total = 0
+    for line in result.stderr.splitlines():
+        _, _, cumulative, name = (part.strip() for part in line.replace("|", ":", 2).split(":"))
+        if name in modules:  # top level: its cumulative time includes its imports
+            total += int(cumulative)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=41)
+    args = parser.parse_args()
+    ours, theirs = [], []
+    import_microseconds(["atomicswap"])  # writes atomicswap's bytecode cache
+    for _ in range(args.runs):
+        ours.append(import_microseconds(["atomicswap"]))
+        theirs.append(import_microseconds(["ctypes", "platform"]))
+    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    print(f"Python {sys.version.split()[0]}, median of {args.runs} fresh interpreters (-X importtime)")
+    print(f"  import atomicswap          {ours_median:7.0f} us")
+    print(f"  import ctypes, platform    {theirs_median:7.0f} us")
+    print(f"  ratio                      {ours_median / theirs_median:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
