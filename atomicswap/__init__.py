@@ -1,26 +1,40 @@
-"""Exchange two paths atomically.
+"""Exchange two paths atomically, and the jobs built on that.
 
 swap(a, b) exchanges two names on one filesystem in a single kernel operation
 (Linux renameat2 with RENAME_EXCHANGE, macOS renameatx_np with RENAME_SWAP):
 either both names are exchanged or nothing changes, and no process ever sees
-either name missing. Other platforms raise OSError(ENOTSUP); nothing falls back
-to a non-atomic imitation.
+either name missing. replace(), atomic_write(), atomic_dir(), symlink() and
+rename_noreplace() use the same call. Other platforms raise OSError(ENOTSUP);
+nothing falls back to a non-atomic imitation.
 """
 
 import errno
 import os
+import stat
 import sys
 
-__all__ = ["exchange", "main", "swap"]
+__all__ = [
+    "atomic_dir",
+    "atomic_write",
+    "exchange",
+    "main",
+    "rename_noreplace",
+    "replace",
+    "swap",
+    "symlink",
+]
 __version__ = "0.3.0"
 
 # Annotations are quoted, so typing is needed only by type checkers: importing
 # it, or __future__ for unquoted annotations, would cost more than this module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from pathlib import Path
+    from types import TracebackType
+    from typing import IO, Any, Callable, TypeVar
 
     StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+    _T = TypeVar("_T")
     _Binding = tuple[Callable[[int, bytes, int, bytes, int], int], int]
 
 # Linux <linux/fs.h>
@@ -61,6 +75,391 @@ def swap(
 
 
 exchange = swap
+
+
+def rename_noreplace(
+    src: "StrOrBytesPath",
+    dst: "StrOrBytesPath",
+    *,
+    src_dir_fd: "int | None" = None,
+    dst_dir_fd: "int | None" = None,
+) -> None:
+    """Rename *src* to *dst*, raising FileExistsError if *dst* exists.
+
+    The check and the rename are one kernel operation (Linux RENAME_NOREPLACE,
+    macOS RENAME_EXCL), so whatever appears at *dst* meanwhile is never
+    overwritten. Where the filesystem rejects the flag with EINVAL (NFS, FUSE,
+    9p), a non-directory is moved with link() then unlink(), which never
+    overwrites either, though for a moment both names show the file. Paths,
+    dir fds and errors are as for swap().
+    """
+    try:
+        _renameat2(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"))
+        return
+    except OSError as e:
+        if e.errno != errno.EINVAL or _is_directory(src, src_dir_fd):
+            raise
+    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir_fd)
+
+
+def _is_directory(path: "StrOrBytesPath", dir_fd: "int | None") -> bool:
+    return stat.S_ISDIR(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+
+
+def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath") -> None:
+    """Put what is at *src* at *dst* atomically, whatever *dst* is.
+
+    Unlike os.replace(), *dst* may be anything: absent, a file, a symlink, or a
+    directory, empty or not, of the same kind as *src* or not. A reader of
+    *dst* sees the old or the new, never nothing. When *dst* existed, the
+    exchange leaves its old content at *src*, which is then removed
+    (recursively for a directory); if that fails, the OSError says that *dst*
+    was replaced and where its old content is left. replace(p, p), or two
+    names of one file, changes nothing, as with os.replace().
+    """
+    src, dst = _fsdecode(src, "src"), _fsdecode(dst, "dst")
+    if _put(src, dst):
+        _remove_old(src, dst)
+
+
+def _put(src: str, dst: str) -> bool:
+    """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
+    if _same_file(src, dst):
+        return False
+    while True:
+        try:
+            _renameat2(src, dst, RENAME_EXCHANGE, None, None, ("src", "dst"))
+            return True
+        except FileNotFoundError:
+            pass  # no dst, or no src: then the rename says so
+        try:
+            rename_noreplace(src, dst)
+            return False
+        except FileExistsError:
+            pass  # dst appeared since: exchange with it
+
+
+def _same_file(first: str, second: str) -> bool:
+    try:
+        return os.path.samestat(os.lstat(first), os.lstat(second))
+    except OSError:
+        return False
+
+
+def _remove_old(old: str, replaced: str) -> None:
+    """Remove what replace() moved out of *replaced*; say where it is if that fails."""
+    try:
+        if _is_directory(old, None):
+            import shutil
+
+            shutil.rmtree(old)
+        else:
+            os.unlink(old)
+    except OSError as e:
+        message = f"{replaced!r} was replaced, but its old content is left at {old!r}: {e.strerror}"
+        raise OSError(e.errno, message, e.filename, None, e.filename2) from e
+
+
+def atomic_write(
+    path: "StrOrBytesPath",
+    mode: str = "w",
+    *,
+    overwrite: bool = True,
+    perms: "int | None" = None,
+    durable: bool = True,
+    **open_kwargs: "Any",
+) -> "_AtomicWrite":
+    """Write a file so that readers, and a crash, see all of it or none of it.
+
+        with atomic_write("settings.json") as f:
+            json.dump(settings, f)
+
+    The data goes to a temporary file in *path*'s own directory: on Linux an
+    anonymous O_TMPFILE, which a crash cannot leave behind, else a hidden
+    uniquely named file. Leaving the block normally flushes it, fsyncs it
+    (F_FULLFSYNC on macOS), renames it over *path* and fsyncs the directory;
+    durable=False makes no sync calls, which keeps the write atomic for readers
+    but not for a power cut. overwrite=False renames with rename_noreplace():
+    FileExistsError if *path* exists by then, leaving no trace.
+
+    An exception in the block, or any failure before the rename (a failed
+    fsync included), leaves *path* as it was, removes the temporary and
+    propagates. If only the directory fsync fails, the OSError says the new
+    content is in place but not yet durable.
+
+    *mode* is "w", "wb" or "wt"; read, append and exclusive modes raise
+    ValueError. *open_kwargs* (encoding, newline, ...) go to open(). The file
+    keeps the permission bits of the file it replaces; a new file gets what
+    open() gives it (0o666 less the umask); *perms* sets them. A symlink at
+    *path* is written through, as open() does: the link stays a link and the
+    file it points to is replaced.
+    """
+    return _AtomicWrite(path, mode, overwrite, perms, durable, open_kwargs)
+
+
+class _AtomicWrite:
+    """atomic_write()'s steps: make the temporary, then commit or roll back."""
+
+    def __init__(
+        self,
+        path: "StrOrBytesPath",
+        mode: str,
+        overwrite: bool,
+        perms: "int | None",
+        durable: bool,
+        open_kwargs: "dict[str, Any]",
+    ) -> None:
+        if "w" not in mode or not set(mode) <= set("wbt"):
+            raise ValueError(f"atomic_write() mode must be 'w', 'wb' or 'wt', not {mode!r}")
+        if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
+            raise TypeError(f"perms should be int or None, not {type(perms).__name__}")
+        self._path = _fsdecode(path, "path")
+        self._mode, self._open_kwargs = mode, open_kwargs
+        self._overwrite, self._perms, self._durable = overwrite, perms, durable
+        self._dir_fd = self._fd = -1
+        self._name = ""
+        self._temp: str | None = None  # the temporary's name while it is ours to remove
+        self._file: IO[Any] | None = None
+
+    def __enter__(self) -> "IO[Any]":
+        directory, self._name = os.path.split(_write_through(self._path))
+        self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            perms = self._perms if self._perms is not None else self._existing_perms()
+            self._fd, self._temp = _create_temp(self._dir_fd, self._name, 0o666 if perms is None else 0o600)
+            if perms is not None:
+                os.fchmod(self._fd, perms)
+            # The descriptor stays ours, so a file closed in the block cannot
+            # leave a reused descriptor number to be synced and linked.
+            self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)
+        except BaseException:
+            self._rollback()
+            raise
+        return self._file
+
+    def __exit__(
+        self,
+        exc_type: "type[BaseException] | None",
+        exc: "BaseException | None",
+        traceback: "TracebackType | None",
+    ) -> None:
+        if exc_type is None:
+            self._commit()
+        else:
+            self._rollback()
+
+    def _existing_perms(self) -> "int | None":
+        """The permission bits of the file to be replaced; None for a new file."""
+        try:
+            st = os.stat(self._name, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            return None  # the kernel applies the umask to 0o666, as for open()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
+        return stat.S_IMODE(st.st_mode)
+
+    def _commit(self) -> None:
+        assert self._file is not None
+        try:
+            self._file.close()  # flushes, unless the block closed it already
+            if self._durable:
+                _fsync(self._fd)
+            if self._temp is None:
+                self._temp = _link_anonymous(self._fd, self._dir_fd, self._name)
+            self._rename_into_place(self._temp)
+            self._temp = None  # it is the target now
+        except BaseException:
+            self._rollback()
+            raise
+        os.close(self._fd)
+        try:
+            if self._durable:
+                _fsync(self._dir_fd)
+        except OSError as e:
+            message = f"{self._path!r} has its new content, but it is not yet durable: {e.strerror}"
+            raise OSError(e.errno, message, self._path) from e
+        finally:
+            os.close(self._dir_fd)
+
+    def _rename_into_place(self, temp: str) -> None:
+        if self._overwrite:
+            _renameat2(temp, self._name, 0, self._dir_fd, self._dir_fd)
+            return
+        try:
+            rename_noreplace(temp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), self._path) from None
+
+    def _rollback(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the write is abandoned: what it could not flush no longer matters
+        if self._fd >= 0:
+            os.close(self._fd)
+        if self._temp is not None:
+            try:
+                os.unlink(self._temp, dir_fd=self._dir_fd)
+            except FileNotFoundError:
+                pass
+        os.close(self._dir_fd)
+
+
+def _write_through(path: str) -> str:
+    """The file open(path, "w") would write: *path*, or where its symlinks lead."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux 3.11 and later
+
+
+def _create_temp(dir_fd: int, name: str, mode: int) -> "tuple[int, str | None]":
+    """A new file open for writing in *dir_fd*, and its name if it has one.
+
+    Anonymous (O_TMPFILE) where the kernel and filesystem can make it and /proc
+    can link it in later: a crash while writing then leaves nothing behind.
+    """
+    if _O_TMPFILE and os.path.isdir("/proc/self/fd"):
+        try:
+            return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd), None
+        except OSError as e:
+            # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
+                raise
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd, temp = _unique_name(name, lambda temp: os.open(temp, flags, mode, dir_fd=dir_fd))
+    return fd, temp
+
+
+def _link_anonymous(fd: int, dir_fd: int, name: str) -> str:
+    """Give the O_TMPFILE file *fd* a hidden name beside *name*; return it."""
+    # With a dir fd os.link() calls linkat() with AT_SYMLINK_FOLLOW, which
+    # follows /proc's link to the open file; a plain link() would not.
+    _, temp = _unique_name(name, lambda temp: os.link(f"/proc/self/fd/{fd}", temp, dst_dir_fd=dir_fd))
+    return temp
+
+
+def _unique_name(path: str, create: "Callable[[str], _T]") -> "tuple[_T, str]":
+    """Call create() with hidden names beside *path* until one is free.
+
+    The name, .NAME.RANDOM.tmp, says what a leftover was meant to become.
+    """
+    directory, name = os.path.split(path)
+    while True:
+        temp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return create(temp), temp
+        except FileExistsError:
+            continue
+
+
+def _fsync(fd: int) -> None:
+    if sys.platform == "darwin":
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)  # fsync() on macOS stops at the drive's cache
+    else:
+        os.fsync(fd)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
+    """Build a directory in private, then publish it at *path* all at once.
+
+        with atomic_dir("public/site") as staging:
+            (staging / "index.html").write_text(html)
+
+    Yields a fresh, empty staging directory beside *path*, as a pathlib.Path.
+    Leaving the block normally fsyncs every file and directory staged (when
+    *durable*), then publishes the tree at *path* with replace(), or with
+    rename_noreplace() when overwrite=False (FileExistsError if *path* exists;
+    the staging directory is removed). An exception leaves *path* untouched
+    and removes the staging directory.
+    """
+    return _AtomicDir(_fsdecode(path, "path"), overwrite, durable)
+
+
+class _AtomicDir:
+    """atomic_dir()'s steps: make the staging directory, then publish or remove it."""
+
+    def __init__(self, path: str, overwrite: bool, durable: bool) -> None:
+        self._path, self._overwrite, self._durable = path, overwrite, durable
+        self._staging = ""
+
+    def __enter__(self) -> "Path":
+        from pathlib import Path
+
+        _, self._staging = _unique_name(self._path, os.mkdir)
+        return Path(self._staging)
+
+    def __exit__(
+        self,
+        exc_type: "type[BaseException] | None",
+        exc: "BaseException | None",
+        traceback: "TracebackType | None",
+    ) -> None:
+        import shutil
+
+        if exc_type is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            return
+        try:
+            if self._durable:
+                _fsync_tree(self._staging)
+            old_is_at_staging = self._publish()
+        except BaseException:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            raise
+        if old_is_at_staging:
+            _remove_old(self._staging, self._path)
+        if self._durable:
+            _fsync_path(os.path.dirname(self._path) or ".")
+
+    def _publish(self) -> bool:
+        if self._overwrite:
+            return _put(self._staging, self._path)
+        rename_noreplace(self._staging, self._path)
+        return False
+
+
+def _fsync_tree(directory: str) -> None:
+    """fsync every regular file and directory in *directory*, then itself."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                _fsync_tree(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                _fsync_path(entry.path)
+    _fsync_path(directory)
+
+
+def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True) -> None:
+    """Make *link_path* a symlink to *target*, atomically repointing an old one.
+
+    The new link is made under a hidden name beside *link_path* and renamed
+    over it, so readers find the old link or the new one, never none. A file
+    at *link_path* is replaced too; a directory is not (IsADirectoryError).
+    overwrite=False is os.symlink(): FileExistsError if *link_path* exists.
+    """
+    target, link_path = _fsdecode(target, "target"), _fsdecode(link_path, "link_path")
+    if not overwrite:
+        os.symlink(target, link_path)
+        return
+    _, temp = _unique_name(link_path, lambda temp: os.symlink(target, temp))
+    try:
+        _renameat2(temp, link_path, 0)
+    except BaseException:
+        os.unlink(temp)
+        raise
 
 
 # The binding: every public function reaches the kernel through _renameat2().
@@ -106,19 +505,24 @@ def _renameat2(
         raise _rename_error(flags, first, second)
 
 
-def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
-    """*path* as the kernel takes it; TypeError or ValueError naming *name*."""
-    if isinstance(path, str):
-        path = path.encode(_FS_ENCODING, _FS_ERRORS)
-    elif not isinstance(path, bytes):
-        try:
-            path = os.fsencode(path)
-        except TypeError:
-            kind = type(path).__name__
-            raise TypeError(f"{name} should be str, bytes or os.PathLike, not {kind}") from None
-    if 0 in path:
+def _fspath(path: "StrOrBytesPath", name: str) -> "str | bytes":
+    """os.fspath(*path*), with TypeError and ValueError naming *name*."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name} should be str, bytes or os.PathLike, not {type(path).__name__}") from None
+    if "\0" in path if isinstance(path, str) else b"\0" in path:
         raise ValueError(f"{name}: embedded null byte")
     return path
+
+
+def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
+    path = _fspath(path, name)
+    return path.encode(_FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else path
+
+
+def _fsdecode(path: "StrOrBytesPath", name: str) -> str:
+    return os.fsdecode(_fspath(path, name))
 
 
 def _check_dir_fd(fd: object, name: str) -> None:
