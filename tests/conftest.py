@@ -46,3 +46,18 @@ def fresh_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     import atomicswap
 
     monkeypatch.setattr(atomicswap, "_binding", None)
+
+
+def run_under_strace(
+    code: str, *strace_args: str, cwd: Path | None = None, log: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run *code* under strace, which injects faults into the real system calls
+    (for example "-e", "inject=fsync:error=EIO") and writes the calls it traces
+    to *log*; skip where strace is missing."""
+    import shutil
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    output = str(log) if log else os.devnull
+    return run_python(code, cwd=cwd, prefix=(strace, "-f", "-o", output, *strace_args))

@@ -1,0 +1,117 @@
+"""replace(): put src at dst atomically, whatever dst is."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import write
+from test_swap import _in_child_as_nobody
+
+from atomicswap import replace
+
+
+def make(path: Path, kind: str) -> None:
+    """Make *path* a file, a symlink, or an empty or a non-empty directory."""
+    if kind == "file":
+        write(path, f"old {path.name}")
+    elif kind == "symlink":
+        path.symlink_to("old-target")
+    else:
+        path.mkdir()
+        if kind == "non-empty directory":
+            write(path / "old-entry", "old")
+            (path / "old-subdir").mkdir()
+            write(path / "old-subdir" / "deep", "old")
+
+
+KINDS = ["file", "symlink", "empty directory", "non-empty directory"]
+
+
+@pytest.mark.parametrize("src_kind", KINDS)
+@pytest.mark.parametrize("dst_kind", [None, *KINDS])
+def test_replace_puts_src_at_dst_whatever_dst_is(tmp_path: Path, src_kind: str, dst_kind: str | None) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    make(src, src_kind)
+    if dst_kind:
+        make(dst, dst_kind)
+    inode = src.lstat().st_ino
+
+    replace(src, dst)
+
+    assert dst.lstat().st_ino == inode
+    assert not os.path.lexists(src)
+    assert sorted(os.listdir(tmp_path)) == ["dst"]
+
+
+def test_replace_of_a_path_with_itself_changes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path / "p", "content")
+
+    replace(path, path)
+    replace(path, os.path.join(tmp_path, ".", "p"))
+
+    assert path.read_text() == "content"
+
+
+def test_replace_of_two_names_of_one_file_changes_nothing_as_os_replace(tmp_path: Path) -> None:
+    first = write(tmp_path / "first", "content")
+    os.link(first, tmp_path / "second")
+
+    replace(first, tmp_path / "second")
+
+    assert first.read_text() == (tmp_path / "second").read_text() == "content"
+
+
+def test_replace_of_a_missing_src_raises_file_not_found(tmp_path: Path) -> None:
+    dst = write(tmp_path / "dst", "old")
+
+    with pytest.raises(FileNotFoundError) as raised:
+        replace(tmp_path / "missing", dst)
+
+    assert raised.value.filename == str(tmp_path / "missing")
+    assert dst.read_text() == "old"
+
+
+def test_replace_rejects_wrong_types_naming_the_argument(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="dst should be str"):
+        replace(tmp_path, 7)  # type: ignore[arg-type]
+
+
+def test_replace_says_where_the_old_content_is_left_when_it_cannot_be_removed() -> None:
+    """The old tree holds a directory its owner may not write: as uid 65534
+    (a forked child, when the tests run as root) rmtree() cannot empty it."""
+    top = Path(tempfile.mkdtemp())
+    try:
+        os.chmod(top, 0o755)
+        src, dst = top / "src", top / "dst"
+        make(src, "non-empty directory")
+        (dst / "locked").mkdir(parents=True)
+        write(dst / "locked" / "file", "old")
+        if os.geteuid() == 0:
+            for path in (top, src, dst, dst / "locked", dst / "locked" / "file"):
+                os.chown(path, 65534, 65534)
+        os.chmod(dst / "locked", 0o555)
+
+        def replace_and_report() -> dict[str, object]:
+            try:
+                replace(src, dst)
+            except OSError as e:
+                return {"type": type(e).__name__, "errno": e.errno, "message": str(e)}
+            return {"type": None}
+
+        report = replace_and_report() if os.geteuid() != 0 else _in_child_as_nobody(replace_and_report)
+
+        assert report["type"] == "PermissionError"
+        assert report["errno"] == errno.EACCES
+        assert f"'{dst}' was replaced, but its old content is left at '{src}'" in str(report["message"])
+        assert (dst / "old-entry").read_text() == "old"  # the replacement took effect
+        assert (src / "locked" / "file").read_text() == "old"  # the leftover is where it says
+    finally:
+        for directory, _, _ in os.walk(top):
+            os.chmod(directory, 0o755)
+        import shutil
+
+        shutil.rmtree(top)
