@@ -223,6 +223,7 @@ class _AtomicWrite:
         self._file: IO[Any] | None = None
 
     def __enter__(self) -> "IO[Any]":
+        _bind_early()
         directory, self._name = os.path.split(_write_through(self._path))
         self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -398,6 +399,7 @@ class _AtomicDir:
     def __enter__(self) -> "Path":
         from pathlib import Path
 
+        _bind_early()
         _, self._staging = _unique_name(self._path, os.mkdir)
         return Path(self._staging)
 
@@ -454,6 +456,7 @@ def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite:
     if not overwrite:
         os.symlink(target, link_path)
         return
+    _bind_early()
     _, temp = _unique_name(link_path, lambda temp: os.symlink(target, temp))
     try:
         _renameat2(temp, link_path, 0)
@@ -579,6 +582,16 @@ def _bind() -> "_Binding":
             f"atomicswap needs Linux or macOS to rename atomically; this is {sys.platform!r}",
         )
     return _binding
+
+
+def _bind_early() -> None:
+    """Bind before making a temporary that a rename will move into place.
+
+    The first binding imports ctypes, milliseconds during which a crash
+    would leave the temporary behind if they fell just before the rename.
+    """
+    if _binding is None:
+        _bind()
 
 
 def _open_libc(ctypes: "Any", name: "str | None") -> "Any":

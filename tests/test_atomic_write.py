@@ -1,0 +1,326 @@
+"""atomic_write(): a file is all old or all new, for readers and after a failure."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_under_strace, write
+
+import atomicswap
+from atomicswap import atomic_write
+
+
+def entries(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+@pytest.fixture(params=["O_TMPFILE", "named temporary"])
+def temporary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of making the temporary, for real: the anonymous O_TMPFILE one,
+    and the hidden named one used on macOS and filesystems without O_TMPFILE."""
+    if request.param == "named temporary":
+        monkeypatch.setattr(atomicswap, "_O_TMPFILE", 0)
+    elif not atomicswap._O_TMPFILE:
+        pytest.skip("no O_TMPFILE on this platform")
+    return str(request.param)
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_atomic_write_creates_a_file(tmp_path: Path, temporary: str) -> None:
+    with atomic_write(tmp_path / "f.txt") as f:
+        f.write("hello\n")
+
+    assert (tmp_path / "f.txt").read_text() == "hello\n"
+    assert entries(tmp_path) == ["f.txt"]
+
+
+def test_atomic_write_replaces_a_file_with_a_new_inode(tmp_path: Path, temporary: str) -> None:
+    target = write(tmp_path / "f", "old")
+    old_inode = target.stat().st_ino
+
+    with atomic_write(target, "wb") as f:
+        f.write(b"new")
+
+    assert target.read_bytes() == b"new"
+    assert target.stat().st_ino != old_inode
+    assert entries(tmp_path) == ["f"]
+
+
+def test_the_target_keeps_its_old_content_until_the_block_ends(tmp_path: Path, temporary: str) -> None:
+    target = write(tmp_path / "f", "old")
+
+    with atomic_write(target) as f:
+        f.write("new")
+        f.flush()
+        assert target.read_text() == "old"
+
+    assert target.read_text() == "new"
+
+
+def test_the_temporary_lives_in_the_targets_directory(tmp_path: Path, temporary: str) -> None:
+    """Never in TMPDIR: on another filesystem the final rename would fail."""
+    with atomic_write(tmp_path / "f") as f:
+        written = os.fstat(f.fileno())
+        during = entries(tmp_path)
+
+    assert written.st_dev == tmp_path.stat().st_dev
+    if temporary == "O_TMPFILE":
+        assert written.st_nlink == 0  # anonymous: nothing in the directory to leave behind
+        assert during == []
+    else:
+        assert written.st_nlink == 1
+        assert len(during) == 1 and re.fullmatch(r"\.f\.[0-9a-f]{12}\.tmp", during[0])
+    assert (tmp_path / "f").stat().st_ino == written.st_ino
+
+
+@pytest.mark.parametrize("mode", ["a", "r", "x", "w+", "r+", "wb+", "ab"])
+def test_atomic_write_rejects_modes_that_are_not_plain_writes(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        atomic_write(tmp_path / "f", mode)
+    assert entries(tmp_path) == []
+
+
+def test_atomic_write_passes_encoding_and_newline_to_open(tmp_path: Path) -> None:
+    with atomic_write(tmp_path / "f", "wt", encoding="utf-16", newline="\r\n") as f:
+        f.write("é\n")
+
+    assert (tmp_path / "f").read_bytes() == "é\r\n".encode("utf-16")
+
+
+def test_atomic_write_rejects_bad_arguments_before_touching_the_disk(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="path should be str"):
+        atomic_write(3.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="perms should be int"):
+        atomic_write(tmp_path / "f", perms="644")  # type: ignore[arg-type]
+    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):
+        pass
+    assert entries(tmp_path) == []
+
+
+def test_an_exception_in_the_block_changes_nothing(tmp_path: Path, temporary: str) -> None:
+    target = write(tmp_path / "f", "old")
+
+    with pytest.raises(RuntimeError, match="midway"), atomic_write(target) as f:
+        f.write("partial")
+        raise RuntimeError("midway")
+
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["f"]
+
+
+def test_a_file_closed_in_the_block_is_still_committed(tmp_path: Path, temporary: str) -> None:
+    with atomic_write(tmp_path / "f") as f:
+        f.write("closed early")
+        f.close()
+
+    assert (tmp_path / "f").read_text() == "closed early"
+    assert entries(tmp_path) == ["f"]
+
+
+def test_a_directory_at_the_target_raises_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+
+    with pytest.raises(IsADirectoryError), atomic_write(tmp_path / "d"):
+        pass
+
+    assert entries(tmp_path) == ["d"] and entries(tmp_path / "d") == []
+
+
+def test_a_missing_directory_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError), atomic_write(tmp_path / "nope" / "f"):
+        pass
+
+
+def test_overwrite_false_creates_a_new_file(tmp_path: Path, temporary: str) -> None:
+    with atomic_write(tmp_path / "f", overwrite=False) as f:
+        f.write("first")
+
+    assert (tmp_path / "f").read_text() == "first"
+
+
+def test_overwrite_false_refuses_an_existing_file_leaving_no_trace(tmp_path: Path, temporary: str) -> None:
+    target = write(tmp_path / "f", "old")
+
+    with pytest.raises(FileExistsError) as raised, atomic_write(target, overwrite=False) as f:
+        f.write("new")
+
+    assert raised.value.filename == str(target)
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["f"]
+
+
+def test_overwrite_false_checks_at_commit_not_at_open(tmp_path: Path, temporary: str) -> None:
+    target = tmp_path / "f"
+
+    with pytest.raises(FileExistsError), atomic_write(target, overwrite=False) as f:
+        f.write("mine")
+        write(target, "theirs")  # someone else creates it meanwhile
+
+    assert target.read_text() == "theirs"
+    assert entries(tmp_path) == ["f"]
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600)])
+def test_a_new_file_gets_what_open_gives_not_0600(
+    tmp_path: Path, temporary: str, umask: None, mask: int, expected: int
+) -> None:
+    os.umask(mask)
+    with atomic_write(tmp_path / "f") as f:
+        f.write("x")
+    with open(tmp_path / "by-open", "w") as f:
+        f.write("x")
+
+    assert mode_of(tmp_path / "f") == mode_of(tmp_path / "by-open") == expected
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+@pytest.mark.parametrize("existing", [0o640, 0o604, 0o755, 0o400])
+def test_a_replaced_file_keeps_its_permission_bits(
+    tmp_path: Path, temporary: str, umask: None, mask: int, existing: int
+) -> None:
+    target = write(tmp_path / "f", "old")
+    target.chmod(existing)
+    os.umask(mask)
+
+    with atomic_write(target) as f:
+        f.write("new")
+
+    assert mode_of(target) == existing
+
+
+@pytest.mark.parametrize("perms", [0o600, 0o755, 0o444])
+def test_perms_sets_the_permission_bits(tmp_path: Path, temporary: str, umask: None, perms: int) -> None:
+    write(tmp_path / "old", "old").chmod(0o640)
+    os.umask(0o077)
+
+    for name in ("new", "old"):
+        with atomic_write(tmp_path / name, perms=perms) as f:
+            f.write("x")
+
+    assert mode_of(tmp_path / "new") == mode_of(tmp_path / "old") == perms
+
+
+def test_a_symlink_is_written_through(tmp_path: Path, temporary: str) -> None:
+    (tmp_path / "real").mkdir()
+    real = write(tmp_path / "real" / "config", "old")
+    real.chmod(0o640)
+    link = tmp_path / "config"
+    link.symlink_to("real/config")
+    (tmp_path / "link-to-link").symlink_to("config")
+
+    with atomic_write(tmp_path / "link-to-link") as f:
+        f.write("new")
+
+    assert os.readlink(link) == "real/config" and os.readlink(tmp_path / "link-to-link") == "config"
+    assert real.read_text() == "new"
+    assert mode_of(real) == 0o640
+    assert entries(tmp_path / "real") == ["config"]
+
+
+def test_a_dangling_symlink_is_written_through_as_open_does(tmp_path: Path, temporary: str) -> None:
+    (tmp_path / "link").symlink_to("target")
+
+    with atomic_write(tmp_path / "link") as f:
+        f.write("new")
+
+    assert (tmp_path / "link").is_symlink()
+    assert (tmp_path / "target").read_text() == "new"
+
+
+# Failures injected into the real system calls of a child process by strace.
+WRITE_NEW = """
+import errno, sys, atomicswap
+if sys.argv[1] == "named":
+    atomicswap._O_TMPFILE = 0
+try:
+    with atomicswap.atomic_write("f") as f:
+        f.write("new")
+except OSError as e:
+    print(errno.errorcode[e.errno], e)
+"""
+
+
+def test_a_failed_fsync_of_the_file_leaves_the_target_and_no_temporary(
+    tmp_path: Path, temporary: str
+) -> None:
+    target = write(tmp_path / "f", "old")
+
+    result = run_under_strace(
+        WRITE_NEW.replace("sys.argv[1]", repr("named" if temporary != "O_TMPFILE" else "")),
+        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO"),
+        cwd=tmp_path,
+    )
+
+    assert result.stdout.startswith("EIO "), result.stderr
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["f"]
+
+
+def test_a_failed_fsync_of_the_directory_says_the_content_is_not_yet_durable(
+    tmp_path: Path, temporary: str
+) -> None:
+    target = write(tmp_path / "f", "old")
+
+    result = run_under_strace(
+        WRITE_NEW.replace("sys.argv[1]", repr("named" if temporary != "O_TMPFILE" else "")),
+        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=2"),  # the second: the directory's
+        cwd=tmp_path,
+    )
+
+    assert result.stdout.startswith("EIO "), result.stderr
+    assert "'f' has its new content, but it is not yet durable" in result.stdout
+    assert target.read_text() == "new"
+    assert entries(tmp_path) == ["f"]
+
+
+SYNC_CALLS = "fsync,fdatasync,sync,syncfs,sync_file_range,msync"
+
+
+def traced_syncs(tmp_path: Path, durable: bool) -> list[str]:
+    log = tmp_path.parent / f"{tmp_path.name}.strace"
+    result = run_under_strace(
+        f"import atomicswap\nwith atomicswap.atomic_write('f', durable={durable}) as f:\n    f.write('x')\n",
+        *("-e", f"trace={SYNC_CALLS}"),
+        cwd=tmp_path,
+        log=log,
+    )
+    assert result.returncode == 0, result.stderr
+    return re.findall(r"^\d+\s+(\w+)\(", log.read_text(), re.MULTILINE)
+
+
+def test_durable_syncs_the_file_then_the_directory(tmp_path: Path) -> None:
+    assert traced_syncs(tmp_path, durable=True) == ["fsync", "fsync"]
+
+
+def test_durable_false_makes_no_sync_calls(tmp_path: Path) -> None:
+    assert traced_syncs(tmp_path, durable=False) == []
+    assert (tmp_path / "f").read_text() == "x"
+
+
+def test_the_binding_is_made_before_any_temporary_exists() -> None:
+    """Binding imports ctypes: done between linking the temporary in and the
+    rename, those milliseconds would widen the window a crash leaves it in
+    (12 of 200 kills in test_crash did, before)."""
+    from conftest import run_python
+
+    result = run_python(
+        "import os, tempfile, atomicswap\n"
+        "with atomicswap.atomic_write(os.path.join(tempfile.mkdtemp(), 'f')) as f:\n"
+        "    print(atomicswap._binding is not None)\n"
+    )
+    assert result.stdout == "True\n", result.stderr
