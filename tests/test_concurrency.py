@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,9 +12,11 @@ from pathlib import Path
 
 from conftest import write
 
-from atomicswap import swap
+from atomicswap import atomic_dir, replace, swap, symlink
 
-# Reads each name in a loop until the stop file appears; prints what it saw.
+# Each reader loops until the stop file (its last argument) appears, then
+# prints a JSON report of what it saw.
+
 OPEN_AND_READ = """
 import json, os, sys
 names, stop = sys.argv[1:-1], sys.argv[-1]
@@ -32,16 +35,54 @@ while not os.path.exists(stop):
 print(json.dumps({"missing": missing, "reads": reads, "seen": {k: sorted(v) for k, v in seen.items()}}))
 """
 
+# Lists a directory whose entries are named GENERATION-N: a listing must hold
+# one generation only, whole, or a part of it when the directory it opened was
+# swapped out and is being emptied.
+LIST_DIRECTORY = """
+import json, os, sys
+path, entries, stop = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+missing = mixed = partial = listings = 0
+generations = set()
+print("ready", flush=True)
+while not os.path.exists(stop):
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        missing += 1
+        continue
+    listings += 1
+    seen = {name.split("-")[0] for name in names}
+    mixed += len(seen) > 1
+    partial += len(names) != entries
+    generations |= seen
+print(json.dumps({"missing": missing, "mixed": mixed, "partial": partial,
+                  "listings": listings, "generations": len(generations)}))
+"""
+
+# Follows a symlink whose targets are files holding their own names.
+FOLLOW_LINK = """
+import json, os, sys
+link, stop = sys.argv[1], sys.argv[2]
+missing = reads = 0
+targets = set()
+print("ready", flush=True)
+while not os.path.exists(stop):
+    try:
+        with open(link) as f:
+            targets.add(f.read())
+        reads += 1
+    except FileNotFoundError:
+        missing += 1
+print(json.dumps({"missing": missing, "reads": reads, "targets": sorted(targets)}))
+"""
+
 
 @contextmanager
-def reader(script: str, *names: Path) -> Iterator[dict[str, object]]:
-    """Run *script* in another process over *names* while the body runs; its
-    report is in the yielded dict once the body has finished."""
-    stop = names[0].parent / ".stop"
+def reader(script: str, stop: Path, *args: object) -> Iterator[dict[str, object]]:
+    """Run *script* in another process while the body runs; its report is in
+    the yielded dict once the body has finished."""
     process = subprocess.Popen(
-        [sys.executable, "-c", script, *map(str, names), str(stop)],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", script, *map(str, args), str(stop)], stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
@@ -58,13 +99,68 @@ def reader(script: str, *names: Path) -> Iterator[dict[str, object]]:
 def test_a_reader_never_misses_a_name_while_swap_runs_10000_times(tmp_path: Path) -> None:
     a, b = write(tmp_path / "a", "alpha"), write(tmp_path / "b", "bravo")
 
-    with reader(OPEN_AND_READ, a, b) as report:
+    with reader(OPEN_AND_READ, tmp_path / ".stop", a, b) as report:
         for _ in range(10_000):
             swap(a, b)
 
     assert report["missing"] == 0
-    assert report["reads"] > 0
     # Both names were read holding both contents: the reads overlapped the swaps.
     assert report["seen"] == {str(a): ["alpha", "bravo"], str(b): ["alpha", "bravo"]}
     assert (a.read_text(), b.read_text()) == ("alpha", "bravo")
-    print(f"reader: {report['reads']} reads, {report['missing']} missing")
+    print(f"swap: {report['reads']} reads, {report['missing']} missing")
+
+
+def fill(directory: Path, generation: int, entries: int) -> None:
+    for n in range(entries):
+        (directory / f"{generation}-{n}").touch()
+
+
+def test_a_lister_never_sees_replace_leave_a_gap_or_mix_directories(tmp_path: Path) -> None:
+    site, entries = tmp_path / "site", 20
+    site.mkdir()
+    fill(site, 0, entries)
+
+    with reader(LIST_DIRECTORY, tmp_path / ".stop", site, entries) as report:
+        for generation in range(1, 301):
+            staging = tmp_path / "staging"
+            staging.mkdir()
+            fill(staging, generation, entries)
+            replace(staging, site)
+
+    assert report["missing"] == 0
+    assert report["mixed"] == 0
+    assert report["generations"] > 1, report
+    assert sorted(os.listdir(tmp_path)) == ["site"]
+    print(f"replace: {report}")
+
+
+def test_a_lister_never_sees_atomic_dir_leave_a_gap_or_mix_directories(tmp_path: Path) -> None:
+    site, entries = tmp_path / "site", 20
+    site.mkdir()
+    fill(site, 0, entries)
+
+    with reader(LIST_DIRECTORY, tmp_path / ".stop", site, entries) as report:
+        for generation in range(1, 201):
+            with atomic_dir(site, durable=False) as staging:
+                fill(staging, generation, entries)
+
+    assert report["missing"] == 0
+    assert report["mixed"] == 0
+    assert report["generations"] > 1, report
+    print(f"atomic_dir: {report}")
+
+
+def test_a_reader_always_finds_the_link_while_symlink_repoints_it(tmp_path: Path) -> None:
+    for n in range(10):
+        write(tmp_path / f"release-{n}", f"release-{n}")
+    link = tmp_path / "current"
+    symlink("release-0", link)
+
+    with reader(FOLLOW_LINK, tmp_path / ".stop", link) as report:
+        for n in range(3000):
+            symlink(f"release-{n % 10}", link)
+
+    assert report["missing"] == 0
+    assert len(report["targets"]) > 1, report  # type: ignore[arg-type]
+    assert sorted(os.listdir(tmp_path)) == ["current"] + [f"release-{n}" for n in range(10)]
+    print(f"symlink: {report['reads']} reads, {report['missing']} missing")
