@@ -26,7 +26,8 @@ __all__ = [
 __version__ = "0.3.0"
 
 # Annotations are quoted, so typing is needed only by type checkers: importing
-# it, or __future__ for unquoted annotations, would cost more than this module.
+# it, or __future__ for unquoted annotations, would cost nearly as much as this
+# whole module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
     _T = TypeVar("_T")
+    # The C rename function, called (olddirfd, old, newdirfd, new, flags), and AT_FDCWD.
     _Binding = tuple[Callable[[int, bytes, int, bytes, int], int], int]
 
 # Linux <linux/fs.h>
@@ -223,11 +225,15 @@ class _AtomicWrite:
         self._file: IO[Any] | None = None
 
     def __enter__(self) -> "IO[Any]":
-        _bind_early()
-        directory, self._name = os.path.split(_write_through(self._path))
+        _bind_early(self._path)
+        target, existing = _write_through(self._path)
+        if existing and stat.S_ISDIR(existing.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
+        perms = self._perms if self._perms is not None or not existing else stat.S_IMODE(existing.st_mode)
+        directory, self._name = os.path.split(target)
         self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            perms = self._perms if self._perms is not None else self._existing_perms()
+            # A new file without perms gets 0o666 less the umask from the kernel, as with open().
             self._fd, self._temp = _create_temp(self._dir_fd, self._name, 0o666 if perms is None else 0o600)
             if perms is not None:
                 os.fchmod(self._fd, perms)
@@ -249,16 +255,6 @@ class _AtomicWrite:
             self._commit()
         else:
             self._rollback()
-
-    def _existing_perms(self) -> "int | None":
-        """The permission bits of the file to be replaced; None for a new file."""
-        try:
-            st = os.stat(self._name, dir_fd=self._dir_fd)
-        except FileNotFoundError:
-            return None  # the kernel applies the umask to 0o666, as for open()
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
-        return stat.S_IMODE(st.st_mode)
 
     def _commit(self) -> None:
         assert self._file is not None
@@ -308,21 +304,31 @@ class _AtomicWrite:
         os.close(self._dir_fd)
 
 
-def _write_through(path: str) -> str:
-    """The file open(path, "w") would write: *path*, or where its symlinks lead."""
-    return os.path.realpath(path) if os.path.islink(path) else path
+def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
+    """The file open(path, "w") would write, *path* or where its symlinks lead,
+    and its stat, None if it does not exist yet."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISLNK(st.st_mode):
+            return path, st
+        path = os.path.realpath(path)
+        return path, os.stat(path)
+    except FileNotFoundError:
+        return path, None
 
 
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux 3.11 and later
+if _O_TMPFILE and not os.path.isdir("/proc/self/fd"):
+    _O_TMPFILE = 0  # such a file is linked in through /proc/self/fd
 
 
 def _create_temp(dir_fd: int, name: str, mode: int) -> "tuple[int, str | None]":
     """A new file open for writing in *dir_fd*, and its name if it has one.
 
-    Anonymous (O_TMPFILE) where the kernel and filesystem can make it and /proc
-    can link it in later: a crash while writing then leaves nothing behind.
+    Anonymous (O_TMPFILE) where the kernel and the filesystem can make it: a
+    crash while writing then leaves nothing behind.
     """
-    if _O_TMPFILE and os.path.isdir("/proc/self/fd"):
+    if _O_TMPFILE:
         try:
             return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd), None
         except OSError as e:
@@ -399,7 +405,7 @@ class _AtomicDir:
     def __enter__(self) -> "Path":
         from pathlib import Path
 
-        _bind_early()
+        _bind_early(self._path)
         _, self._staging = _unique_name(self._path, os.mkdir)
         return Path(self._staging)
 
@@ -456,7 +462,7 @@ def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite:
     if not overwrite:
         os.symlink(target, link_path)
         return
-    _bind_early()
+    _bind_early(link_path)
     _, temp = _unique_name(link_path, lambda temp: os.symlink(target, temp))
     try:
         _renameat2(temp, link_path, 0)
@@ -497,7 +503,7 @@ def _renameat2(
     if first_dir_fd is not None or second_dir_fd is not None:
         _check_dir_fd(first_dir_fd, names[0])
         _check_dir_fd(second_dir_fd, names[1])
-    call, at_fdcwd = _binding or _bind()
+    call, at_fdcwd = _binding or _bind(first, second)
     if call(
         at_fdcwd if first_dir_fd is None else first_dir_fd,
         old,
@@ -508,24 +514,21 @@ def _renameat2(
         raise _rename_error(flags, first, second)
 
 
-def _fspath(path: "StrOrBytesPath", name: str) -> "str | bytes":
-    """os.fspath(*path*), with TypeError and ValueError naming *name*."""
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"{name} should be str, bytes or os.PathLike, not {type(path).__name__}") from None
-    if "\0" in path if isinstance(path, str) else b"\0" in path:
-        raise ValueError(f"{name}: embedded null byte")
-    return path
-
-
 def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
-    path = _fspath(path, name)
-    return path.encode(_FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else path
+    """*path* as the kernel takes it; TypeError or ValueError naming *name*."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name} should be str, bytes or os.PathLike, not {type(path).__name__}")
+    path = os.fspath(path)
+    # Exact bytes, so that no subclass's __contains__ can hide a NUL from the
+    # check: ctypes would cut the path there.
+    encoded = str.encode(path, _FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else bytes(path)
+    if 0 in encoded:
+        raise ValueError(f"{name}: embedded null byte")
+    return encoded
 
 
 def _fsdecode(path: "StrOrBytesPath", name: str) -> str:
-    return os.fsdecode(_fspath(path, name))
+    return os.fsdecode(_fsencode(path, name))
 
 
 def _check_dir_fd(fd: object, name: str) -> None:
@@ -567,31 +570,31 @@ def _rename_error(flags: int, first: "StrOrBytesPath", second: "StrOrBytesPath")
     return OSError(err, message, os.fspath(first), None, os.fspath(second))  # as os.rename does
 
 
-def _bind() -> "_Binding":
-    """Find the platform's C rename function with flags and cache it."""
+def _bind(first: "StrOrBytesPath | None" = None, second: "StrOrBytesPath | None" = None) -> "_Binding":
+    """Find the platform's C rename function with flags and cache it.
+
+    *first* and *second* name the paths in the error on other platforms.
+    """
     global _binding
+    binder = _BINDERS.get(sys.platform)
+    if binder is None:
+        message = f"atomicswap needs Linux or macOS to rename atomically; this is {sys.platform!r}"
+        first, second = (None if path is None else os.fspath(path) for path in (first, second))
+        raise OSError(errno.ENOTSUP, message, first, None, second)
     import ctypes
 
-    if sys.platform.startswith("linux"):
-        _binding = _bind_linux(ctypes)
-    elif sys.platform == "darwin":
-        _binding = _bind_darwin(ctypes)
-    else:
-        raise OSError(
-            errno.ENOTSUP,
-            f"atomicswap needs Linux or macOS to rename atomically; this is {sys.platform!r}",
-        )
+    _binding = binder(ctypes)
     return _binding
 
 
-def _bind_early() -> None:
-    """Bind before making a temporary that a rename will move into place.
+def _bind_early(path: str) -> None:
+    """Bind before making a temporary that a rename will move to *path*.
 
     The first binding imports ctypes, milliseconds during which a crash
     would leave the temporary behind if they fell just before the rename.
     """
     if _binding is None:
-        _bind()
+        _bind(path)
 
 
 def _open_libc(ctypes: "Any", name: "str | None") -> "Any":
@@ -642,7 +645,7 @@ _ARCHITECTURES = (
 )
 
 
-def _bind_linux(ctypes: "Any") -> "tuple[Callable[[int, bytes, int, bytes, int], int], int]":
+def _bind_linux(ctypes: "Any") -> "_Binding":
     libc = _open_libc(ctypes, None)  # the C library Python runs on: glibc, musl, ...
     try:
         renameat2 = libc["renameat2"]  # glibc 2.28 and later
@@ -665,11 +668,11 @@ def _bind_syscall(ctypes: "Any", libc: "Any") -> "Callable[[int, bytes, int, byt
         getattr(sys.implementation, "_multiarch", ""),
     )
     syscall = libc["syscall"]
-    # syscall() is variadic and reads every argument as a long: without argtypes
-    # the number and the ints would be passed as 32-bit ints.
-    c_int, c_char_p = ctypes.c_int, ctypes.c_char_p
-    syscall.argtypes = (ctypes.c_long, c_int, c_char_p, c_int, c_char_p, ctypes.c_uint)
-    syscall.restype = ctypes.c_long
+    # syscall() is variadic and reads every argument as a long: without
+    # argtypes, ctypes would pass the number and the ints as 32-bit ints.
+    c_long, c_char_p = ctypes.c_long, ctypes.c_char_p
+    syscall.argtypes = (c_long, c_long, c_char_p, c_long, c_char_p, c_long)
+    syscall.restype = c_long
     return functools.partial(syscall, number)
 
 
@@ -698,7 +701,7 @@ def _syscall_number(machine: str, pointer_bits: int, multiarch: str) -> int:
         ) from None
 
 
-def _bind_darwin(ctypes: "Any") -> "tuple[Callable[[int, bytes, int, bytes, int], int], int]":
+def _bind_darwin(ctypes: "Any") -> "_Binding":
     renameatx_np = _open_libc(ctypes, "/usr/lib/libSystem.B.dylib")["renameatx_np"]
     renameatx_np.restype = ctypes.c_int  # no argtypes, as for Linux renameat2
     darwin_flags = {0: 0, RENAME_EXCHANGE: RENAME_SWAP, RENAME_NOREPLACE: RENAME_EXCL}
@@ -707,6 +710,10 @@ def _bind_darwin(ctypes: "Any") -> "tuple[Callable[[int, bytes, int, bytes, int]
         return renameatx_np(old_fd, old, new_fd, new, darwin_flags[flags])  # type: ignore[no-any-return]
 
     return call, -2  # macOS AT_FDCWD
+
+
+# sys.platform: how to bind there. Android is Linux, with Bionic as its libc.
+_BINDERS = {"linux": _bind_linux, "android": _bind_linux, "darwin": _bind_darwin}
 
 
 def main(argv: "list[str] | None" = None) -> int:
@@ -732,3 +739,7 @@ def main(argv: "list[str] | None" = None) -> int:
         print(f"atomicswap: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":  # python -m atomicswap, where this file is vendored as atomicswap.py
+    raise SystemExit(main())

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,22 @@ def test_syscall_fallback_swaps_for_real(
 
     assert libc.looked_up == ["renameat2", "syscall"]
     assert (a.read_text(), b.read_text()) == ("bravo", "alpha")
+    # syscall() reads its arguments as longs: ctypes must pass them so.
+    bound = atomicswap._binding[0]  # type: ignore[index]
+    assert bound.args == (
+        atomicswap._syscall_number(
+            os.uname().machine, ctypes.sizeof(ctypes.c_void_p) * 8, sys.implementation._multiarch
+        ),
+    )
+    assert bound.func.argtypes == (
+        ctypes.c_long,
+        ctypes.c_long,
+        ctypes.c_char_p,
+        ctypes.c_long,
+        ctypes.c_char_p,
+        ctypes.c_long,
+    )
+    assert bound.func.restype is ctypes.c_long
     with pytest.raises(FileNotFoundError) as raised:
         swap(a, tmp_path / "missing")
     assert raised.value.filename2 == str(tmp_path / "missing")
@@ -172,8 +190,57 @@ def test_unsupported_platform_raises_enotsup_naming_it(
 
     assert raised.value.errno == errno.ENOTSUP
     assert platform in str(raised.value)
+    assert (raised.value.filename, raised.value.filename2) == (str(a), str(b))
     assert opened == []
     assert (a.read_text(), b.read_text()) == ("alpha", "bravo")
+
+
+def test_unsupported_platform_refuses_the_jobs_before_writing_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_binding: None
+) -> None:
+    monkeypatch.setattr(sys, "platform", "win32")
+    target = write(tmp_path / "f", "old")
+
+    with pytest.raises(OSError) as raised, atomicswap.atomic_write(target) as f:
+        f.write("new")
+    assert raised.value.errno == errno.ENOTSUP
+    for job in (
+        lambda: atomicswap.atomic_dir(tmp_path / "d").__enter__(),
+        lambda: atomicswap.symlink("x", target),
+    ):
+        with pytest.raises(OSError, match="win32"):
+            job()
+
+    assert target.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["f"]
+
+
+def test_a_platform_without_ctypes_gets_enotsup_not_an_import_error() -> None:
+    """WASI and Emscripten builds have no ctypes."""
+    result = run_python(
+        "import errno, sys\n"
+        "sys.modules['ctypes'] = None\n"
+        "sys.platform = 'wasi'\n"
+        "import atomicswap\n"
+        "try:\n"
+        "    atomicswap.swap('a', 'b')\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno])\n"
+    )
+    assert result.stdout == "ENOTSUP\n" or result.stdout == "EOPNOTSUPP\n", result.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Android is Linux")
+def test_android_binds_as_linux_and_swaps_for_real(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_binding: None
+) -> None:
+    """Python 3.13 on Android reports sys.platform 'android'; its kernel is Linux."""
+    monkeypatch.setattr(sys, "platform", "android")
+    a, b = write(tmp_path / "a", "alpha"), write(tmp_path / "b", "bravo")
+
+    swap(a, b)
+
+    assert (a.read_text(), b.read_text()) == ("bravo", "alpha")
 
 
 def test_import_stays_cheap() -> None:
@@ -196,7 +263,8 @@ def test_import_stays_cheap() -> None:
 
 def test_the_file_alone_works_as_a_vendored_module(tmp_path: Path) -> None:
     shutil.copy(ROOT / "atomicswap" / "__init__.py", tmp_path / "atomicswap.py")
-    write(tmp_path / "a", "alpha"), write(tmp_path / "b", "bravo")
+    write(tmp_path / "a", "alpha")
+    write(tmp_path / "b", "bravo")
 
     result = run_python(
         "import sys\n"
@@ -211,3 +279,21 @@ def test_the_file_alone_works_as_a_vendored_module(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).resolve() == (tmp_path / "atomicswap.py").resolve()
     assert ((tmp_path / "a").read_text(), (tmp_path / "b").read_text()) == ("bravo", "alpha")
+
+
+def test_the_vendored_file_runs_as_the_command_line(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "atomicswap" / "__init__.py", tmp_path / "atomicswap.py")
+    write(tmp_path / "a", "alpha")
+    write(tmp_path / "b", "bravo")
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        # -m puts the current directory first on sys.path: the vendored file.
+        return subprocess.run(
+            [sys.executable, "-m", "atomicswap", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+
+    assert command("a", "b").returncode == 0
+    assert ((tmp_path / "a").read_text(), (tmp_path / "b").read_text()) == ("bravo", "alpha")
+    failed = command("a", "missing")
+    assert (failed.returncode, failed.stderr.startswith("atomicswap: ")) == (1, True)
+    assert command().returncode == 2

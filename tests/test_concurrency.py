@@ -110,6 +110,20 @@ def test_a_reader_never_misses_a_name_while_swap_runs_10000_times(tmp_path: Path
     print(f"swap: {report['reads']} reads, {report['missing']} missing")
 
 
+def test_the_reader_catches_the_three_rename_recipe_that_swap_replaces(tmp_path: Path) -> None:
+    """The control: the same reader against mv a tmp; mv b a; mv tmp b."""
+    a, b = write(tmp_path / "a", "alpha"), write(tmp_path / "b", "bravo")
+
+    with reader(OPEN_AND_READ, tmp_path / ".stop", a, b) as report:
+        for _ in range(10_000):
+            os.rename(a, tmp_path / "tmp")
+            os.rename(b, a)
+            os.rename(tmp_path / "tmp", b)
+
+    assert report["missing"] > 0
+    print(f"three renames: {report['reads']} reads, {report['missing']} missing")
+
+
 def fill(directory: Path, generation: int, entries: int) -> None:
     for n in range(entries):
         (directory / f"{generation}-{n}").touch()

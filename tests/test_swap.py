@@ -49,7 +49,8 @@ def test_swap_accepts_every_path_type(tmp_path: Path, convert: object) -> None:
 
     swap(convert(a), convert(b))  # type: ignore[operator]
 
-    assert (a.read_text(), b.read_text()) == ("bravo", "alpha")
+    assert a.read_text() == "bravo"
+    assert b.read_text() == "alpha"
 
 
 def test_swap_accepts_undecodable_bytes_names(tmp_path: Path) -> None:
@@ -68,7 +69,8 @@ def test_swap_accepts_undecodable_bytes_names(tmp_path: Path) -> None:
 def test_swap_resolves_relative_paths_against_the_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path / "a", "alpha"), write(tmp_path / "b", "bravo")
+    write(tmp_path / "a", "alpha")
+    write(tmp_path / "b", "bravo")
     monkeypatch.chdir(tmp_path)
 
     swap("a", "b")
@@ -77,13 +79,16 @@ def test_swap_resolves_relative_paths_against_the_cwd(
 
 
 def test_swap_resolves_relative_paths_against_their_dir_fds(tmp_path: Path) -> None:
-    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
     a, b = write(tmp_path / "one" / "x", "alpha"), write(tmp_path / "two" / "x", "bravo")
-    one, two = os.open(tmp_path / "one", os.O_RDONLY), os.open(tmp_path / "two", os.O_RDONLY)
+    one = os.open(tmp_path / "one", os.O_RDONLY)
+    two = os.open(tmp_path / "two", os.O_RDONLY)
     try:
         swap("x", "x", first_dir_fd=one, second_dir_fd=two)
     finally:
-        os.close(one), os.close(two)
+        os.close(one)
+        os.close(two)
 
     assert (a.read_text(), b.read_text()) == ("bravo", "alpha")
 
@@ -114,8 +119,10 @@ def test_swap_ignores_the_dir_fd_of_an_absolute_path(tmp_path: Path) -> None:
 
 
 def test_swap_exchanges_non_empty_directories(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    write(tmp_path / "a" / "from-a", "1"), write(tmp_path / "b" / "from-b", "2")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write(tmp_path / "a" / "from-a", "1")
+    write(tmp_path / "b" / "from-b", "2")
 
     swap(tmp_path / "a", tmp_path / "b")
 
@@ -198,7 +205,8 @@ def test_swap_of_a_directory_with_its_own_subdirectory_raises_einval(tmp_path: P
 
 
 def test_swap_with_a_closed_dir_fd_raises_ebadf(tmp_path: Path) -> None:
-    write(tmp_path / "a", "alpha"), write(tmp_path / "b", "bravo")
+    write(tmp_path / "a", "alpha")
+    write(tmp_path / "b", "bravo")
     fd = os.open(tmp_path, os.O_RDONLY)
     os.close(fd)
 
@@ -235,19 +243,61 @@ def test_swap_rejects_wrong_types_naming_the_argument(
     assert (Path("a").read_text(), Path("b").read_text()) == ("alpha", "bravo")
 
 
-@pytest.mark.parametrize("path", ["a\0b", b"a\0b", Path("a\0b")], ids=["str", "bytes", "Path"])
-def test_swap_rejects_an_embedded_nul(tmp_path: Path, path: object) -> None:
+class SneakyBytes(bytes):
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+class SneakyStr(str):
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["a\0b", b"a\0b", Path("a\0b"), CustomPath(b"a\0b"), SneakyBytes(b"a\0b"), SneakyStr("a\0b")],
+    ids=["str", "bytes", "Path", "PathLike-bytes", "bytes-subclass", "str-subclass"],
+)
+@pytest.mark.parametrize("position", ["first", "second"])
+def test_swap_rejects_an_embedded_nul(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: object, position: str
+) -> None:
+    """ctypes would cut the path at the NUL and exchange the wrong names."""
+    monkeypatch.chdir(tmp_path)
     write(tmp_path / "a", "alpha")
+    write(tmp_path / "other", "other")
+    args = (path, "other") if position == "first" else ("other", path)
 
-    with pytest.raises(ValueError, match="second: embedded null byte"):
-        swap(tmp_path / "a", path)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"{position}: embedded null byte"):
+        swap(*args)  # type: ignore[arg-type]
 
-    assert (tmp_path / "a").read_text() == "alpha"
+    assert ((tmp_path / "a").read_text(), (tmp_path / "other").read_text()) == ("alpha", "other")
 
 
-def test_swap_rejects_a_dir_fd_that_is_no_c_int() -> None:
-    with pytest.raises(OverflowError, match="first_dir_fd"):
-        swap("a", "b", first_dir_fd=2**40)
+@pytest.mark.parametrize("fd", [2**31, -(2**31) - 1, 2**40])
+@pytest.mark.parametrize("position", ["first", "second"])
+def test_swap_rejects_a_dir_fd_that_is_no_c_int(fd: int, position: str) -> None:
+    with pytest.raises(OverflowError, match=f"{position}_dir_fd"):
+        swap("a", "b", **{f"{position}_dir_fd": fd})  # type: ignore[arg-type]
+
+
+def test_an_error_inside_fspath_is_not_reported_as_a_wrong_type() -> None:
+    class Broken:
+        def __fspath__(self) -> str:
+            raise TypeError("broken inside")
+
+    with pytest.raises(TypeError, match="broken inside"):
+        swap(Broken(), "b")  # type: ignore[arg-type]
+
+
+def test_swap_of_a_path_with_itself_or_two_names_of_one_file_changes_nothing(tmp_path: Path) -> None:
+    a = write(tmp_path / "a", "alpha")
+    os.link(a, tmp_path / "also-a")
+
+    swap(a, a)
+    swap(a, tmp_path / "also-a")
+
+    assert a.read_text() == (tmp_path / "also-a").read_text() == "alpha"
 
 
 def test_swap_checks_types_before_binding_the_c_library() -> None:
