@@ -1,9 +1,10 @@
 """What `import atomicswap` costs, against the `import ctypes, platform` it avoids.
 
-Runs `python -S -X importtime -c "import ..."` in fresh interpreters, alternating
+Runs `python -X importtime -c "import ..."` in fresh interpreters, alternating
 the two, and reports the median of the cumulative microseconds that importtime
-gives for each top-level import (-S keeps site's .pth hooks from importing any
-shared dependency first).
+gives for each top-level import: with -S, where site's .pth hooks import
+nothing first (but os is not loaded yet either), and as a program starts
+normally (os already loaded).
 
 Usage: python benchmarks/bench_import.py [--runs N]
 """
@@ -24,10 +25,10 @@ ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTW
 ENV["PYTHONPATH"] = ROOT
 
 
-def import_microseconds(modules: list[str]) -> int:
+def import_microseconds(modules: list[str], *flags: str) -> int:
     """Cumulative importtime of *modules*, imported in one fresh interpreter."""
     result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", f"import {', '.join(modules)}"],
+        [sys.executable, *flags, "-X", "importtime", "-c", f"import {', '.join(modules)}"],
         env=ENV,
         capture_output=True,
         text=True,
@@ -47,16 +48,18 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=41)
     args = parser.parse_args()
-    ours, theirs = [], []
     import_microseconds(["atomicswap"])  # writes atomicswap's bytecode cache
-    for _ in range(args.runs):
-        ours.append(import_microseconds(["atomicswap"]))
-        theirs.append(import_microseconds(["ctypes", "platform"]))
-    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
     print(f"Python {sys.version.split()[0]}, median of {args.runs} fresh interpreters (-X importtime)")
-    print(f"  import atomicswap          {ours_median:7.0f} us")
-    print(f"  import ctypes, platform    {theirs_median:7.0f} us")
-    print(f"  ratio                      {ours_median / theirs_median:7.3f}")
+    for label, flags in (("python -S", ("-S",)), ("python", ())):
+        ours, theirs = [], []
+        for _ in range(args.runs):
+            ours.append(import_microseconds(["atomicswap"], *flags))
+            theirs.append(import_microseconds(["ctypes", "platform"], *flags))
+        ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+        print(
+            f"  {label:<10} import atomicswap {ours_median:6.0f} us, import ctypes, platform"
+            f" {theirs_median:6.0f} us, ratio {ours_median / theirs_median:.3f}"
+        )
 
 
 if __name__ == "__main__":
