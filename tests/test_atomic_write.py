@@ -242,17 +242,24 @@ def test_a_dangling_symlink_is_written_through_as_open_does(tmp_path: Path, temp
     assert (tmp_path / "target").read_text() == "new"
 
 
-# Failures injected into the real system calls of a child process by strace.
-WRITE_NEW = """
-import errno, sys, atomicswap
-if sys.argv[1] == "named":
-    atomicswap._O_TMPFILE = 0
-try:
-    with atomicswap.atomic_write("f") as f:
-        f.write("new")
-except OSError as e:
-    print(errno.errorcode[e.errno], e)
-"""
+def write_new_with_fsync_failing(tmp_path: Path, temporary: str, which: str) -> str:
+    """Run atomic_write(tmp_path / "f") in a child whose fsync calls strace
+    makes fail with EIO (*which*: "" for all of them, ":when=2" for the
+    second only); return what the child printed of the OSError it got."""
+    code = "import errno, atomicswap\n"
+    if temporary != "O_TMPFILE":
+        code += "atomicswap._O_TMPFILE = 0\n"
+    code += (
+        "try:\n"
+        "    with atomicswap.atomic_write('f') as f:\n"
+        "        f.write('new')\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno], e)\n"
+    )
+    inject = ("-e", "trace=fsync", "-e", f"inject=fsync:error=EIO{which}")
+    result = run_under_strace(code, *inject, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def test_a_failed_fsync_of_the_file_leaves_the_target_and_no_temporary(
@@ -260,13 +267,9 @@ def test_a_failed_fsync_of_the_file_leaves_the_target_and_no_temporary(
 ) -> None:
     target = write(tmp_path / "f", "old")
 
-    result = run_under_strace(
-        WRITE_NEW.replace("sys.argv[1]", repr("named" if temporary != "O_TMPFILE" else "")),
-        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO"),
-        cwd=tmp_path,
-    )
+    printed = write_new_with_fsync_failing(tmp_path, temporary, "")
 
-    assert result.stdout.startswith("EIO "), result.stderr
+    assert printed.startswith("EIO ")
     assert target.read_text() == "old"
     assert entries(tmp_path) == ["f"]
 
@@ -276,14 +279,10 @@ def test_a_failed_fsync_of_the_directory_says_the_content_is_not_yet_durable(
 ) -> None:
     target = write(tmp_path / "f", "old")
 
-    result = run_under_strace(
-        WRITE_NEW.replace("sys.argv[1]", repr("named" if temporary != "O_TMPFILE" else "")),
-        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=2"),  # the second: the directory's
-        cwd=tmp_path,
-    )
+    printed = write_new_with_fsync_failing(tmp_path, temporary, ":when=2")  # the directory's
 
-    assert result.stdout.startswith("EIO "), result.stderr
-    assert "'f' has its new content, but it is not yet durable" in result.stdout
+    assert printed.startswith("EIO ")
+    assert "'f' has its new content, but it is not yet durable" in printed
     assert target.read_text() == "new"
     assert entries(tmp_path) == ["f"]
 
