@@ -229,7 +229,9 @@ class _AtomicWrite:
         target, existing = _write_through(self._path)
         if existing and stat.S_ISDIR(existing.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
-        perms = self._perms if self._perms is not None or not existing else stat.S_IMODE(existing.st_mode)
+        perms = self._perms
+        if perms is None and existing:
+            perms = stat.S_IMODE(existing.st_mode)  # the replaced file's
         directory, self._name = os.path.split(target)
         self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
