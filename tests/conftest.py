@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,44 @@ def run_under_strace(
         pytest.skip("strace is not installed (apt-get install strace)")
     output = str(log) if log else os.devnull
     return run_python(code, cwd=cwd, prefix=(strace, "-f", "-o", output, *strace_args))
+
+
+def as_nobody(action: Callable[[], dict[str, object]]) -> dict[str, object]:
+    """Run *action* in a forked child as uid and gid 65534; return its report.
+
+    Skips where the child cannot drop to that user; fails the test if the
+    action raises.
+    """
+    # The child may not be allowed to read the standard library (here it lives
+    # under /root): whatever it needs is loaded, and atomicswap bound, first.
+    import shutil  # noqa: F401
+
+    import atomicswap
+
+    atomicswap._bind_early("")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+        except OSError as e:
+            report: dict[str, object] = {"cannot drop privileges": repr(e)}
+        else:
+            try:
+                report = action()
+            except BaseException as e:
+                report = {"raised": "".join(traceback.format_exception(type(e), e, e.__traceback__))}
+        os.write(write_end, json.dumps(report).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        report = json.loads(f.read() or "{}")
+    os.waitpid(pid, 0)
+    if "cannot drop privileges" in report:
+        pytest.skip(f"cannot run as uid 65534 here: {report['cannot drop privileges']}")
+    if "raised" in report:
+        pytest.fail(f"as uid 65534:\n{report['raised']}")
+    return report

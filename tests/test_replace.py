@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import write
-from test_swap import _in_child_as_nobody
+from conftest import as_nobody, run_under_strace, write
 
 from atomicswap import replace
 
@@ -102,7 +101,7 @@ def test_replace_says_where_the_old_content_is_left_when_it_cannot_be_removed() 
                 return {"type": type(e).__name__, "errno": e.errno, "message": str(e)}
             return {"type": None}
 
-        report = replace_and_report() if os.geteuid() != 0 else _in_child_as_nobody(replace_and_report)
+        report = replace_and_report() if os.geteuid() != 0 else as_nobody(replace_and_report)
 
         assert report["type"] == "PermissionError"
         assert report["errno"] == errno.EACCES
@@ -115,3 +114,23 @@ def test_replace_says_where_the_old_content_is_left_when_it_cannot_be_removed() 
         import shutil
 
         shutil.rmtree(top)
+
+
+def test_replace_renames_again_when_dst_vanishes_before_the_exchange(tmp_path: Path) -> None:
+    """The rename meets a non-empty directory, so replace() exchanges; strace
+    makes that first exchange find dst gone, as if another process removed it."""
+    make(tmp_path / "src", "non-empty directory")
+    make(tmp_path / "dst", "non-empty directory")
+    log = tmp_path.parent / f"{tmp_path.name}.strace"
+
+    result = run_under_strace(
+        "import atomicswap\natomicswap.replace('src', 'dst')\n",
+        *("-e", "trace=renameat,renameat2", "-e", "inject=renameat2:error=ENOENT:when=1"),
+        cwd=tmp_path,
+        log=log,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().count("RENAME_EXCHANGE") == 2
+    assert sorted(os.listdir(tmp_path / "dst")) == ["old-entry", "old-subdir"]  # src's tree
+    assert os.listdir(tmp_path) == ["dst"]

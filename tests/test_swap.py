@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import write
+from conftest import as_nobody, write
 
 import atomicswap
 from atomicswap import exchange, swap
@@ -327,7 +326,7 @@ def test_swap_as_an_unprivileged_user_raises_permission_error() -> None:
             os.chmod(directory, 0o555)
             outcome = _swap_and_report(a, b)
         else:
-            outcome = _in_child_as_nobody(lambda: _swap_and_report(a, b))
+            outcome = as_nobody(lambda: _swap_and_report(a, b))
         assert outcome == {
             "type": "PermissionError",
             "errno": errno.EACCES,
@@ -347,26 +346,3 @@ def _swap_and_report(a: Path, b: Path) -> dict[str, object]:
     except OSError as e:
         return {"type": type(e).__name__, "errno": e.errno, "filenames": [str(e.filename), str(e.filename2)]}
     return {"type": None}
-
-
-def _in_child_as_nobody(action: object) -> dict[str, object]:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(65534)
-            os.setuid(65534)
-            report = action()  # type: ignore[operator]
-        except BaseException as e:  # pragma: no cover - reported to the parent
-            report = {"child failed": repr(e)}
-        os.write(write_end, json.dumps(report).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        report = json.loads(f.read() or "{}")
-    os.waitpid(pid, 0)
-    if "child failed" in report:
-        pytest.skip(f"cannot run as uid 65534 here: {report['child failed']}")
-    return report  # type: ignore[no-any-return]
