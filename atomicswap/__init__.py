@@ -102,7 +102,12 @@ def rename_noreplace(
         if e.errno != errno.EINVAL or _is_directory(src, src_dir_fd):
             raise
     os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
-    os.unlink(src, dir_fd=src_dir_fd)
+    try:
+        os.unlink(src, dir_fd=src_dir_fd)
+    except OSError as e:
+        src, dst = os.fspath(src), os.fspath(dst)
+        message = f"{dst!r} was created, but {src!r} could not be removed: {e.strerror}"
+        raise OSError(e.errno, message, src) from e
 
 
 def _is_directory(path: "StrOrBytesPath", dir_fd: "int | None") -> bool:
@@ -114,39 +119,37 @@ def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath") -> None:
 
     Unlike os.replace(), *dst* may be anything: absent, a file, a symlink, or a
     directory, empty or not, of the same kind as *src* or not. A reader of
-    *dst* sees the old or the new, never nothing. When *dst* existed, the
-    exchange leaves its old content at *src*, which is then removed
-    (recursively for a directory); if that fails, the OSError says that *dst*
-    was replaced and where its old content is left. replace(p, p), or two
-    names of one file, changes nothing, as with os.replace().
+    *dst* sees the old or the new, never nothing. Where a rename cannot do it
+    (a non-empty directory at *dst*, or one of another kind), *src* and *dst*
+    are exchanged and the old content, now at *src*, is removed; if that
+    fails, the OSError says that *dst* was replaced and where its old content
+    is left. replace(p, p), or two names of one file, changes nothing, as
+    with os.replace().
     """
     src, dst = _fsdecode(src, "src"), _fsdecode(dst, "dst")
     if _put(src, dst):
         _remove_old(src, dst)
 
 
+# Why rename() cannot put src at dst: dst is a non-empty directory (ENOTEMPTY,
+# or EEXIST), a directory and src is not (EISDIR), or not one and src is (ENOTDIR).
+_NEEDS_EXCHANGE = (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
+
+
 def _put(src: str, dst: str) -> bool:
     """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
-    if _same_file(src, dst):
-        return False
     while True:
+        try:
+            _renameat2(src, dst, 0, None, None, ("src", "dst"))
+            return False
+        except OSError as e:
+            if e.errno not in _NEEDS_EXCHANGE:
+                raise
         try:
             _renameat2(src, dst, RENAME_EXCHANGE, None, None, ("src", "dst"))
             return True
         except FileNotFoundError:
-            pass  # no dst, or no src: then the rename says so
-        try:
-            rename_noreplace(src, dst)
-            return False
-        except FileExistsError:
-            pass  # dst appeared since: exchange with it
-
-
-def _same_file(first: str, second: str) -> bool:
-    try:
-        return os.path.samestat(os.lstat(first), os.lstat(second))
-    except OSError:
-        return False
+            pass  # dst went away meanwhile: a rename will do
 
 
 def _remove_old(old: str, replaced: str) -> None:
@@ -182,8 +185,9 @@ def atomic_write(
     uniquely named file. Leaving the block normally flushes it, fsyncs it
     (F_FULLFSYNC on macOS), renames it over *path* and fsyncs the directory;
     durable=False makes no sync calls, which keeps the write atomic for readers
-    but not for a power cut. overwrite=False renames with rename_noreplace():
-    FileExistsError if *path* exists by then, leaving no trace.
+    but not for a power cut. overwrite=False puts it at *path* only if nothing
+    is there by then, as open(path, "x") would: FileExistsError otherwise,
+    leaving no trace.
 
     An exception in the block, or any failure before the rename (a failed
     fsync included), leaves *path* as it was, removes the temporary and
@@ -192,10 +196,12 @@ def atomic_write(
 
     *mode* is "w", "wb" or "wt"; read, append and exclusive modes raise
     ValueError. *open_kwargs* (encoding, newline, ...) go to open(). The file
-    keeps the permission bits of the file it replaces; a new file gets what
+    replaced keeps its permission bits, and its owner where the writer may
+    give it (root may), else loses setuid and setgid; a new file gets what
     open() gives it (0o666 less the umask); *perms* sets them. A symlink at
     *path* is written through, as open() does: the link stays a link and the
-    file it points to is replaced.
+    file it points to is replaced. Only regular files are replaced: a
+    directory, a device or a FIFO at *path* raises OSError.
     """
     return _AtomicWrite(path, mode, overwrite, perms, durable, open_kwargs)
 
@@ -219,26 +225,28 @@ class _AtomicWrite:
         self._path = _fsdecode(path, "path")
         self._mode, self._open_kwargs = mode, open_kwargs
         self._overwrite, self._perms, self._durable = overwrite, perms, durable
-        self._dir_fd = self._fd = -1
+        self._dir_fd = self._fd = -1  # open between __enter__ and __exit__
         self._name = ""
         self._temp: str | None = None  # the temporary's name while it is ours to remove
         self._file: IO[Any] | None = None
 
     def __enter__(self) -> "IO[Any]":
+        if self._dir_fd >= 0:
+            raise RuntimeError("this atomic_write() is already in use")
         _bind_early(self._path)
-        target, existing = _write_through(self._path)
-        if existing and stat.S_ISDIR(existing.st_mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
-        perms = self._perms
-        if perms is None and existing:
-            perms = stat.S_IMODE(existing.st_mode)  # the replaced file's
+        # With overwrite=False anything at path, a dangling symlink too, is in the way.
+        target, existing = _write_through(self._path) if self._overwrite else (self._path, None)
+        if existing and not stat.S_ISREG(existing.st_mode):
+            if stat.S_ISDIR(existing.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
+            raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it", self._path)
         directory, self._name = os.path.split(target)
         self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             # A new file without perms gets 0o666 less the umask from the kernel, as with open().
-            self._fd, self._temp = _create_temp(self._dir_fd, self._name, 0o666 if perms is None else 0o600)
-            if perms is not None:
-                os.fchmod(self._fd, perms)
+            mode = 0o666 if self._perms is None and not existing else 0o600
+            self._fd, self._temp = _create_temp(self._dir_fd, self._name, mode)
+            self._set_owner_and_perms(existing)
             # The descriptor stays ours, so a file closed in the block cannot
             # leave a reused descriptor number to be synced and linked.
             self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)
@@ -258,52 +266,72 @@ class _AtomicWrite:
         else:
             self._rollback()
 
+    def _set_owner_and_perms(self, existing: "os.stat_result | None") -> None:
+        perms = self._perms
+        if existing:
+            try:
+                os.fchown(self._fd, existing.st_uid, existing.st_gid)
+                kept = 0o7777
+            except OSError:
+                kept = 0o1777  # the file is the writer's now: setuid or setgid would be too
+            if perms is None:
+                perms = stat.S_IMODE(existing.st_mode) & kept
+        if perms is not None:
+            os.fchmod(self._fd, perms)
+
     def _commit(self) -> None:
         assert self._file is not None
         try:
             self._file.close()  # flushes, unless the block closed it already
             if self._durable:
                 _fsync(self._fd)
-            if self._temp is None:
-                self._temp = _link_anonymous(self._fd, self._dir_fd, self._name)
-            self._rename_into_place(self._temp)
-            self._temp = None  # it is the target now
+            self._place()
         except BaseException:
             self._rollback()
             raise
-        os.close(self._fd)
         try:
             if self._durable:
                 _fsync(self._dir_fd)
         except OSError as e:
-            message = f"{self._path!r} has its new content, but it is not yet durable: {e.strerror}"
-            raise OSError(e.errno, message, self._path) from e
+            raise _not_durable(self._path, e) from e
         finally:
-            os.close(self._dir_fd)
+            self._close()
 
-    def _rename_into_place(self, temp: str) -> None:
-        if self._overwrite:
-            _renameat2(temp, self._name, 0, self._dir_fd, self._dir_fd)
-            return
+    def _place(self) -> None:
+        """Give the written file the target's name."""
         try:
-            rename_noreplace(temp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-        except FileExistsError:
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), self._path) from None
+            if self._temp is None and not self._overwrite:
+                _link_fd(self._fd, self._name, self._dir_fd)  # link() never overwrites
+                return
+            if self._temp is None:
+                _, self._temp = _unique_name(self._name, lambda temp: _link_fd(self._fd, temp, self._dir_fd))
+            if self._overwrite:
+                _renameat2(self._temp, self._name, 0, self._dir_fd, self._dir_fd)
+            else:
+                rename_noreplace(self._temp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            self._temp = None  # it is the target now
+        except OSError as e:
+            raise _naming(self._path, e) from e
 
     def _rollback(self) -> None:
-        if self._file is not None:
-            try:
+        try:
+            if self._file is not None:
                 self._file.close()
-            except OSError:
-                pass  # the write is abandoned: what it could not flush no longer matters
-        if self._fd >= 0:
-            os.close(self._fd)
-        if self._temp is not None:
-            try:
-                os.unlink(self._temp, dir_fd=self._dir_fd)
-            except FileNotFoundError:
-                pass
-        os.close(self._dir_fd)
+        except OSError:
+            pass  # the write is abandoned: what it could not flush no longer matters
+        finally:
+            if self._temp is not None:
+                try:
+                    os.unlink(self._temp, dir_fd=self._dir_fd)
+                except FileNotFoundError:
+                    pass
+            self._close()
+
+    def _close(self) -> None:
+        for fd in (self._fd, self._dir_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._dir_fd = -1
 
 
 def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
@@ -338,16 +366,14 @@ def _create_temp(dir_fd: int, name: str, mode: int) -> "tuple[int, str | None]":
             if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
                 raise
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    fd, temp = _unique_name(name, lambda temp: os.open(temp, flags, mode, dir_fd=dir_fd))
-    return fd, temp
+    return _unique_name(name, lambda temp: os.open(temp, flags, mode, dir_fd=dir_fd))
 
 
-def _link_anonymous(fd: int, dir_fd: int, name: str) -> str:
-    """Give the O_TMPFILE file *fd* a hidden name beside *name*; return it."""
+def _link_fd(fd: int, name: str, dir_fd: int) -> None:
+    """Give the O_TMPFILE file *fd* the name *name* in *dir_fd*."""
     # With a dir fd os.link() calls linkat() with AT_SYMLINK_FOLLOW, which
     # follows /proc's link to the open file; a plain link() would not.
-    _, temp = _unique_name(name, lambda temp: os.link(f"/proc/self/fd/{fd}", temp, dst_dir_fd=dir_fd))
-    return temp
+    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
 
 
 def _unique_name(path: str, create: "Callable[[str], _T]") -> "tuple[_T, str]":
@@ -356,6 +382,8 @@ def _unique_name(path: str, create: "Callable[[str], _T]") -> "tuple[_T, str]":
     The name, .NAME.RANDOM.tmp, says what a leftover was meant to become.
     """
     directory, name = os.path.split(path)
+    while len(os.fsencode(name)) > 200:  # the name gains 18 bytes; NAME_MAX is 255
+        name = name[:-1]
     while True:
         temp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
         try:
@@ -374,11 +402,23 @@ def _fsync(fd: int) -> None:
 
 
 def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except PermissionError:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # a write-only file: fsync takes either
     try:
         _fsync(fd)
     finally:
         os.close(fd)
+
+
+def _not_durable(path: str, e: OSError) -> OSError:
+    return OSError(e.errno, f"{path!r} has its new content, but it is not yet durable: {e.strerror}", path)
+
+
+def _naming(path: str, e: OSError) -> OSError:
+    """*e* again, naming the user's *path* rather than a temporary."""
+    return OSError(e.errno, e.strerror, path)
 
 
 def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
@@ -387,12 +427,13 @@ def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool 
         with atomic_dir("public/site") as staging:
             (staging / "index.html").write_text(html)
 
-    Yields a fresh, empty staging directory beside *path*, as a pathlib.Path.
-    Leaving the block normally fsyncs every file and directory staged (when
-    *durable*), then publishes the tree at *path* with replace(), or with
-    rename_noreplace() when overwrite=False (FileExistsError if *path* exists;
-    the staging directory is removed). An exception leaves *path* untouched
-    and removes the staging directory.
+    Yields a fresh, empty staging directory beside *path*, as an absolute
+    pathlib.Path. Leaving the block normally fsyncs every file and directory
+    staged (when *durable*), then publishes the tree at *path* with replace(),
+    or with rename_noreplace() when overwrite=False (FileExistsError if *path*
+    exists). An exception, in the block or while publishing, leaves *path*
+    untouched and removes the staging directory. A symlink at *path* is
+    replaced like anything else, not followed: to repoint one, use symlink().
     """
     return _AtomicDir(_fsdecode(path, "path"), overwrite, durable)
 
@@ -401,7 +442,9 @@ class _AtomicDir:
     """atomic_dir()'s steps: make the staging directory, then publish or remove it."""
 
     def __init__(self, path: str, overwrite: bool, durable: bool) -> None:
-        self._path, self._overwrite, self._durable = path, overwrite, durable
+        # Absolute, so that a chdir in the block changes nothing, and without
+        # a trailing slash, which would put the staging directory inside path.
+        self._path, self._overwrite, self._durable = os.path.abspath(path), overwrite, durable
         self._staging = ""
 
     def __enter__(self) -> "Path":
@@ -417,28 +460,33 @@ class _AtomicDir:
         exc: "BaseException | None",
         traceback: "TracebackType | None",
     ) -> None:
-        import shutil
-
         if exc_type is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
+            _remove_staging(self._staging)
             return
         try:
             if self._durable:
                 _fsync_tree(self._staging)
             old_is_at_staging = self._publish()
         except BaseException:
-            shutil.rmtree(self._staging, ignore_errors=True)
+            _remove_staging(self._staging)
             raise
-        if old_is_at_staging:
-            _remove_old(self._staging, self._path)
-        if self._durable:
-            _fsync_path(os.path.dirname(self._path) or ".")
+        try:
+            if self._durable:
+                _fsync_path(os.path.dirname(self._path))
+        except OSError as e:
+            raise _not_durable(self._path, e) from e
+        finally:
+            if old_is_at_staging:
+                _remove_old(self._staging, self._path)
 
     def _publish(self) -> bool:
-        if self._overwrite:
-            return _put(self._staging, self._path)
-        rename_noreplace(self._staging, self._path)
-        return False
+        try:
+            if self._overwrite:
+                return _put(self._staging, self._path)
+            rename_noreplace(self._staging, self._path)
+            return False
+        except OSError as e:
+            raise _naming(self._path, e) from e
 
 
 def _fsync_tree(directory: str) -> None:
@@ -450,6 +498,21 @@ def _fsync_tree(directory: str) -> None:
             elif entry.is_file(follow_symlinks=False):
                 _fsync_path(entry.path)
     _fsync_path(directory)
+
+
+def _remove_staging(path: str) -> None:
+    """Remove a staging tree, whatever modes the block gave its directories."""
+    import shutil
+
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        os.chmod(path, 0o700)
+        for directory, subdirectories, _ in os.walk(path):
+            for name in subdirectories:
+                if not os.path.islink(os.path.join(directory, name)):
+                    os.chmod(os.path.join(directory, name), 0o700)
+        shutil.rmtree(path)
 
 
 def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True) -> None:
@@ -468,6 +531,9 @@ def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite:
     _, temp = _unique_name(link_path, lambda temp: os.symlink(target, temp))
     try:
         _renameat2(temp, link_path, 0)
+    except OSError as e:
+        os.unlink(temp)
+        raise _naming(link_path, e) from e
     except BaseException:
         os.unlink(temp)
         raise

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import run_python, run_under_strace, write
+from conftest import as_nobody, run_python, run_under_strace, write
 
 from atomicswap import atomic_dir
 
@@ -91,10 +91,15 @@ def test_durable_syncs_every_file_and_directory_staged_then_the_parent(tmp_path:
         "    (s / 'link').symlink_to('a')\n"
     )
 
-    result = run_under_strace(code.format(durable=True), "-e", "trace=fsync", cwd=tmp_path, log=log)
+    result = run_under_strace(code.format(durable=True), "-y", "-e", "trace=fsync", cwd=tmp_path, log=log)
     assert result.returncode == 0, result.stderr
-    # a, sub/b, sub, the staging directory, then the parent once published.
-    assert len(re.findall(r"\bfsync\(\d+\)\s+= 0", log.read_text())) == 5
+    synced = [path.replace(str(tmp_path), "") for path in re.findall(r"fsync\(\d+<([^>]*)>", log.read_text())]
+    staging = synced[-2]
+    assert re.fullmatch(r"/\.site\.[0-9a-f]{12}\.tmp", staging)
+    # Children before their directory, the staging directory, then the parent once published.
+    assert sorted(synced[:3]) == sorted([f"{staging}/a", f"{staging}/sub/b", f"{staging}/sub"])
+    assert synced.index(f"{staging}/sub/b") < synced.index(f"{staging}/sub")
+    assert synced[-1] == ""
 
     result = run_under_strace(code.format(durable=False), "-e", "trace=fsync", cwd=tmp_path, log=log)
     assert result.returncode == 0, result.stderr
@@ -117,3 +122,97 @@ def test_special_files_in_the_staged_tree_are_not_opened(tmp_path: Path) -> None
 def test_atomic_dir_rejects_wrong_types_naming_the_argument() -> None:
     with pytest.raises(TypeError, match="path should be str"):
         atomic_dir(None)  # type: ignore[arg-type]
+
+
+def test_a_trailing_slash_still_stages_beside_the_path(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    write(tmp_path / "site" / "old.html", "old")
+
+    with atomic_dir(f"{tmp_path}/site/") as staging:
+        assert staging.parent == tmp_path
+        assert os.listdir(tmp_path / "site") == ["old.html"]
+        write(staging / "new.html", "new")
+
+    assert os.listdir(tmp_path / "site") == ["new.html"]
+
+
+def test_the_staging_path_survives_a_chdir_in_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with atomic_dir("site") as staging:
+        assert staging.is_absolute()
+        monkeypatch.chdir("/")
+        write(staging / "index.html", "x")
+
+    assert (tmp_path / "site" / "index.html").read_text() == "x"
+
+
+def test_a_name_near_name_max_still_gets_a_staging_directory(tmp_path: Path) -> None:
+    with atomic_dir(tmp_path / ("n" * 250)) as staging:
+        write(staging / "f", "x")
+
+    assert os.listdir(tmp_path) == ["n" * 250]
+
+
+def test_staging_with_read_only_directories_is_removed_or_published() -> None:
+    """As uid 65534, who cannot empty a directory it made read-only without
+    making it writable again: a failed block leaves no staging behind, and a
+    write-only file is still synced."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp())
+    try:
+        os.chmod(top, 0o777)
+
+        def stage_read_only_trees() -> dict[str, object]:
+            try:
+                with atomic_dir(top / "failed") as staging:
+                    (staging / "ro" / "sub").mkdir(parents=True)
+                    write(staging / "ro" / "sub" / "f", "x")
+                    (staging / "ro" / "sub").chmod(0o555)
+                    (staging / "ro").chmod(0o555)
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+            with atomic_dir(top / "published") as staging:
+                write(staging / "write-only", "x").chmod(0o200)
+                (staging / "ro").mkdir()
+                (staging / "ro").chmod(0o555)
+            return {"left": sorted(os.listdir(top)), "published": sorted(os.listdir(top / "published"))}
+
+        report = as_nobody(stage_read_only_trees) if os.geteuid() == 0 else stage_read_only_trees()
+        assert report == {"left": ["published"], "published": ["ro", "write-only"]}
+    finally:
+        for directory, _, _ in os.walk(top):
+            os.chmod(directory, 0o755)
+        import shutil
+
+        shutil.rmtree(top)
+
+
+def test_publishing_errors_name_the_path(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+
+    with pytest.raises(FileExistsError) as raised, atomic_dir(tmp_path / "site", overwrite=False):
+        pass
+
+    assert raised.value.filename == str(tmp_path / "site")
+
+
+def test_a_failed_fsync_of_the_parent_says_the_tree_is_published_but_not_durable(tmp_path: Path) -> None:
+    result = run_under_strace(
+        "import atomicswap\n"
+        "try:\n"
+        "    with atomicswap.atomic_dir('site') as s:\n"
+        "        (s / 'f').write_text('x')\n"
+        "except OSError as e:\n"
+        "    print(e)\n",
+        # The third fsync: f, the staging directory, then the parent.
+        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=3"),
+        cwd=tmp_path,
+    )
+
+    assert "has its new content, but it is not yet durable" in result.stdout, result.stderr
+    assert os.listdir(tmp_path / "site") == ["f"]
+    assert os.listdir(tmp_path) == ["site"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_under_strace, write
+from conftest import as_nobody, run_under_strace, write
 
 import atomicswap
 from atomicswap import atomic_write
@@ -175,7 +175,7 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600)])
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_a_new_file_gets_what_open_gives_not_0600(
     tmp_path: Path, temporary: str, umask: None, mask: int, expected: int
 ) -> None:
@@ -304,6 +304,18 @@ def traced_syncs(tmp_path: Path, durable: bool) -> list[str]:
 
 def test_durable_syncs_the_file_then_the_directory(tmp_path: Path) -> None:
     assert traced_syncs(tmp_path, durable=True) == ["fsync", "fsync"]
+    # strace -y names each descriptor's file: first the data, then its directory.
+    log = tmp_path.parent / f"{tmp_path.name}.strace"
+    run_under_strace(
+        "import atomicswap\nwith atomicswap.atomic_write('f') as f:\n    f.write('x')\n",
+        *("-y", "-e", "trace=fsync"),
+        cwd=tmp_path,
+        log=log,
+    )
+    synced = re.findall(r"fsync\(\d+<([^>]*)>", log.read_text())
+    assert len(synced) == 2
+    assert synced[0] != str(tmp_path) and synced[0].startswith(str(tmp_path) + "/")
+    assert synced[1] == str(tmp_path)
 
 
 def test_durable_false_makes_no_sync_calls(tmp_path: Path) -> None:
@@ -323,3 +335,148 @@ def test_the_binding_is_made_before_any_temporary_exists() -> None:
         "    print(atomicswap._binding is not None)\n"
     )
     assert result.stdout == "True\n", result.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_only_regular_files_are_replaced(tmp_path: Path, kind: str) -> None:
+    """open() would write to a FIFO or a device; replacing one with a file
+    (atomic_write("/dev/null") as root) would be far worse."""
+    node = tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(node)
+    elif os.geteuid() == 0:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null
+    else:
+        pytest.skip("making a device node needs root")
+    before = node.lstat()
+
+    with pytest.raises(OSError, match="not a regular file") as raised, atomic_write(node):
+        pass
+
+    assert raised.value.filename == str(node)
+    assert (node.lstat().st_mode, node.lstat().st_ino) == (before.st_mode, before.st_ino)
+    assert entries(tmp_path) == [kind]
+
+
+def test_root_keeps_the_owner_and_all_bits_of_the_file_it_replaces(tmp_path: Path, temporary: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    target = write(tmp_path / "f", "old")
+    os.chown(target, 65534, 65534)
+    target.chmod(0o4750)
+
+    with atomic_write(target) as f:
+        f.write("new")
+
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 65534, 0o4750)
+
+
+def test_a_writer_who_cannot_keep_the_owner_drops_setuid_and_setgid() -> None:
+    """As uid 65534, emptying root's setuid file in a directory 65534 owns:
+    the new file is 65534's, and must not be setuid 65534. (Writing data
+    would make the kernel drop the bits itself; an empty file gets none.)"""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp())
+    try:
+        target = write(directory / "tool", "old")
+        target.chmod(0o6755)
+        if os.geteuid() == 0:
+            os.chown(directory, 65534, 65534)
+
+        def empty() -> dict[str, object]:
+            with atomic_write(target):
+                pass
+            st = target.stat()
+            return {"uid": st.st_uid, "mode": stat.S_IMODE(st.st_mode)}
+
+        report = as_nobody(empty) if os.geteuid() == 0 else pytest.skip("needs root to set up")
+        assert report == {"uid": 65534, "mode": 0o755}
+        assert target.read_text() == ""
+    finally:
+        import shutil
+
+        shutil.rmtree(directory)
+
+
+def test_a_name_near_name_max_still_gets_a_temporary(tmp_path: Path, temporary: str) -> None:
+    name = "n" * 250
+
+    with atomic_write(tmp_path / name) as f:
+        f.write("x")
+
+    assert entries(tmp_path) == [name]
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_no_descriptor_is_left_open(tmp_path: Path, temporary: str) -> None:
+    before = open_descriptors()
+    with atomic_write(tmp_path / "f") as f:
+        f.write("x")
+    with pytest.raises(RuntimeError), atomic_write(tmp_path / "f") as f:
+        raise RuntimeError
+    with pytest.raises(FileExistsError), atomic_write(tmp_path / "f", overwrite=False):
+        pass
+    with pytest.raises(LookupError), atomic_write(tmp_path / "g", encoding="no-such-codec"):
+        pass
+
+    assert open_descriptors() == before
+    assert entries(tmp_path) == ["f"]
+
+
+def test_one_atomic_write_cannot_be_entered_twice_at_once(tmp_path: Path) -> None:
+    writer = atomic_write(tmp_path / "f")
+    with writer as f, pytest.raises(RuntimeError, match="already in use"):
+        f.write("outer")
+        writer.__enter__()
+
+    assert (tmp_path / "f").read_text() == "outer"
+    with writer as f:  # and again afterwards
+        f.write("again")
+    assert (tmp_path / "f").read_text() == "again"
+
+
+def test_overwrite_false_treats_a_dangling_symlink_as_existing(tmp_path: Path, temporary: str) -> None:
+    """As open(path, "x") does."""
+    (tmp_path / "link").symlink_to("target")
+
+    with pytest.raises(FileExistsError), atomic_write(tmp_path / "link", overwrite=False) as f:
+        f.write("x")
+
+    assert os.readlink(tmp_path / "link") == "target"
+    assert entries(tmp_path) == ["link"]
+
+
+def test_a_failed_rename_names_the_target_not_the_temporary(tmp_path: Path) -> None:
+    result = run_under_strace(
+        "import errno, atomicswap\n"
+        "try:\n"
+        "    with atomicswap.atomic_write('f') as f:\n"
+        "        f.write('x')\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno], e.filename, e.filename2)\n",
+        *("-e", "trace=rename,renameat,renameat2", "-e", "inject=rename,renameat,renameat2:error=EPERM"),
+        cwd=tmp_path,
+    )
+    assert result.stdout == "EPERM f None\n", result.stderr
+    assert entries(tmp_path) == []
+
+
+def test_the_directory_is_held_for_the_whole_write(tmp_path: Path, temporary: str) -> None:
+    """The file is made and renamed in the directory that held the target when
+    the block began, even if that directory is renamed meanwhile."""
+    (tmp_path / "d").mkdir()
+
+    with atomic_write(tmp_path / "d" / "f") as f:
+        f.write("new")
+        (tmp_path / "d").rename(tmp_path / "moved")
+        (tmp_path / "d").mkdir()
+
+    assert (tmp_path / "moved" / "f").read_text() == "new"
+    assert entries(tmp_path / "d") == []
+    assert entries(tmp_path / "moved") == ["f"]

@@ -128,3 +128,34 @@ def test_rename_noreplace_fallback_refuses_directories(tmp_path: Path) -> None:
 
     assert result.stdout == "EINVAL\n", result.stderr
     assert (tmp_path / "src").is_dir() and not (tmp_path / "dst").exists()
+
+
+def test_the_fallback_moves_a_symlink_itself(tmp_path: Path) -> None:
+    write(tmp_path / "target", "t")
+    (tmp_path / "src").symlink_to("target")
+
+    result = run_under_strace(
+        "import atomicswap\natomicswap.rename_noreplace('src', 'dst')\n", *EINVAL_RENAMEAT2, cwd=tmp_path
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert os.readlink(tmp_path / "dst") == "target"
+    assert sorted(os.listdir(tmp_path)) == ["dst", "target"]
+
+
+def test_the_fallback_says_so_when_it_created_dst_but_cannot_remove_src(tmp_path: Path) -> None:
+    write(tmp_path / "src", "new")
+
+    result = run_under_strace(
+        "import atomicswap\n"
+        "try:\n"
+        "    atomicswap.rename_noreplace('src', 'dst')\n"
+        "except OSError as e:\n"
+        "    print(e)\n",
+        *EINVAL_RENAMEAT2,
+        *("-e", "inject=unlink,unlinkat:error=EIO"),
+        cwd=tmp_path,
+    )
+
+    assert "'dst' was created, but 'src' could not be removed" in result.stdout, result.stderr
+    assert (tmp_path / "dst").read_text() == "new"

@@ -41,8 +41,10 @@ def test_symlink_does_not_replace_a_directory(tmp_path: Path) -> None:
     (tmp_path / "current").mkdir()
     write(tmp_path / "current" / "keep", "x")
 
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(IsADirectoryError) as raised:
         symlink("target", tmp_path / "current")
+
+    assert raised.value.filename == str(tmp_path / "current")
 
     assert (tmp_path / "current" / "keep").read_text() == "x"
     assert os.listdir(tmp_path) == ["current"]
@@ -72,3 +74,9 @@ def test_symlink_rejects_wrong_types_naming_the_argument(tmp_path: Path) -> None
     with pytest.raises(TypeError, match="link_path should be str"):
         symlink("t", None)  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_name_near_name_max_still_gets_a_temporary_link(tmp_path: Path) -> None:
+    symlink("target", tmp_path / ("n" * 250))
+
+    assert os.listdir(tmp_path) == ["n" * 250]
