@@ -480,3 +480,31 @@ def test_the_directory_is_held_for_the_whole_write(tmp_path: Path, temporary: st
     assert (tmp_path / "moved" / "f").read_text() == "new"
     assert entries(tmp_path / "d") == []
     assert entries(tmp_path / "moved") == ["f"]
+
+
+def test_a_directory_that_cannot_be_read_raises_permission_error() -> None:
+    """The directory is held open for the whole write: in a -wx drop box it
+    cannot be, and atomic_write says so rather than write elsewhere."""
+    import tempfile
+
+    box = Path(tempfile.mkdtemp())
+    try:
+        if os.geteuid() == 0:
+            os.chown(box, 65534, 65534)
+        box.chmod(0o333)
+
+        def write_into_box() -> dict[str, object]:
+            try:
+                with atomic_write(box / "f") as f:
+                    f.write("x")
+            except PermissionError as e:
+                return {"error": "PermissionError", "filename": e.filename}
+            return {"error": None}
+
+        report = as_nobody(write_into_box) if os.geteuid() == 0 else write_into_box()
+        assert report == {"error": "PermissionError", "filename": str(box)}
+        box.chmod(0o755)
+        assert os.listdir(box) == []
+    finally:
+        box.chmod(0o755)
+        box.rmdir()
