@@ -134,11 +134,11 @@ def test_replace_refuses_when_a_mount_is_inside_dst(
     with pytest.raises(OSError) as raised:
         replace("new", "site")
 
+    assert_site_untouched(site)
+    assert os.listdir(tmp_path / "new") == ["index"]
     assert raised.value.errno == errno.EBUSY
     assert raised.value.filename == "site"
     assert repr(os.path.realpath(site / "uploads")) in str(raised.value)
-    assert_site_untouched(site)
-    assert os.listdir(tmp_path / "new") == ["index"]
 
 
 def test_atomic_dir_refuses_when_a_mount_is_inside_path(
@@ -150,11 +150,11 @@ def test_atomic_dir_refuses_when_a_mount_is_inside_path(
     with pytest.raises(OSError) as raised, atomic_dir("site") as staging:
         write(staging / "index", "new")
 
+    assert_site_untouched(site)
+    assert sorted(os.listdir(tmp_path)) == before  # no staging directory left
     assert raised.value.errno == errno.EBUSY
     assert raised.value.filename == "site"
     assert repr(os.path.realpath(site / "uploads")) in str(raised.value)
-    assert_site_untouched(site)
-    assert sorted(os.listdir(tmp_path)) == before  # no staging directory left
 
 
 # In a private mount namespace: a tmpfs at site/uploads, then /proc detached,
@@ -359,23 +359,19 @@ def noreplace_answer(directory: Path) -> int:
                 os.unlink(name)
 
 
-def bindfs(tmp_path: Path, mount: Mount, *options: str) -> Path:
-    """bindfs mirroring tmp_path/backing at tmp_path/fuse; skips the test where
-    the server supports RENAME_NOREPLACE, which leaves no fallback to test."""
+@pytest.fixture
+def fuse(tmp_path: Path, mount: Mount) -> Path:
+    """bindfs mirroring tmp_path/backing at tmp_path/fuse: a FUSE filesystem
+    that answers EINVAL to every rename flag, as NFS and 9p do. Skips the test
+    where this bindfs supports RENAME_NOREPLACE: no fallback is left to test."""
     (tmp_path / "backing").mkdir()
     (tmp_path / "fuse").mkdir()
-    mount("bindfs", *options, str(tmp_path / "backing"), str(tmp_path / "fuse"))
+    mount("bindfs", str(tmp_path / "backing"), str(tmp_path / "fuse"))
     answer = noreplace_answer(tmp_path / "fuse")
     if answer != errno.EINVAL:
         name = errno.errorcode.get(answer, str(answer))
         pytest.skip(f"this bindfs answers {name} to RENAME_NOREPLACE, not EINVAL: no fallback to test")
     return tmp_path / "fuse"
-
-
-@pytest.fixture
-def fuse(tmp_path: Path, mount: Mount) -> Path:
-    """A FUSE filesystem that answers EINVAL to every rename flag, as NFS and 9p do."""
-    return bindfs(tmp_path, mount)
 
 
 def test_atomic_dir_without_overwrite_publishes_at_a_free_path_on_fuse(fuse: Path) -> None:
@@ -386,26 +382,48 @@ def test_atomic_dir_without_overwrite_publishes_at_a_free_path_on_fuse(fuse: Pat
     assert os.listdir(fuse) == ["site"]
 
 
-def test_atomic_dir_without_overwrite_on_fuse_refuses_a_name_taken_behind_the_kernels_back(
-    tmp_path: Path, mount: Mount
+def test_atomic_dir_without_overwrite_on_fuse_raises_file_exists_at_a_taken_path(
+    tmp_path: Path, fuse: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The kernel refuses a name it knows is taken (EEXIST) before the server
-    sees the rename. Here it caches that the name is free (negative_timeout)
-    while another client of the filesystem takes it: only the mkdir() that
-    claims the name for the rename over it can find that out."""
-    fuse = bindfs(tmp_path, mount, "-o", "negative_timeout=60")
-    assert not (fuse / "site").exists()
-    (tmp_path / "backing" / "site").mkdir()
-    write(tmp_path / "backing" / "site" / "theirs", "theirs")
-    assert not (fuse / "site").exists()  # as the kernel still believes
+    """The kernel itself refuses a rename without replacing to a taken name
+    (EEXIST), before the server could answer EINVAL to the flag."""
+    (fuse / "site").mkdir()
+    write(fuse / "site" / "theirs", "theirs")
+    monkeypatch.chdir(fuse)
+
+    with pytest.raises(FileExistsError) as raised, atomic_dir("site", overwrite=False) as staging:
+        write(staging / "index", "new")
+
+    assert raised.value.filename == "site"
+    assert os.listdir(tmp_path / "backing") == ["site"]
+    assert os.listdir(tmp_path / "backing" / "site") == ["theirs"]
+
+
+def test_atomic_dir_without_overwrite_on_fuse_never_replaces_a_path_taken_while_it_publishes(
+    tmp_path: Path, fuse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server answers EINVAL to the rename without replacing, so the path
+    is claimed with mkdir() before the tree is renamed over it. Another client
+    of the filesystem takes the path just before that mkdir(), the one moment
+    a rename could replace its directory: the claim fails with EEXIST."""
+    backing = tmp_path / "backing"
+    real_mkdir = os.mkdir
+
+    def mkdir_after_another_client(path: str, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        if path == "site":  # the claim; the staging directory has a hidden name
+            real_mkdir(backing / "site")
+            write(backing / "site" / "theirs", "theirs")
+        real_mkdir(path, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_after_another_client)
 
     with pytest.raises(FileExistsError) as raised, atomic_dir(fuse / "site", overwrite=False) as staging:
         write(staging / "index", "new")
 
     assert raised.value.filename == str(fuse / "site")
-    assert os.listdir(tmp_path / "backing") == ["site"]
-    assert os.listdir(tmp_path / "backing" / "site") == ["theirs"]
-    assert (tmp_path / "backing" / "site" / "theirs").read_text() == "theirs"
+    assert os.listdir(backing) == ["site"]
+    assert os.listdir(backing / "site") == ["theirs"]
+    assert (backing / "site" / "theirs").read_text() == "theirs"
 
 
 def test_replace_of_a_non_empty_directory_on_fuse_without_exchange_raises_einval_changing_nothing(
