@@ -10,9 +10,10 @@ exchanging the directory above it. The test without /proc mounts inside a
 private mount namespace of its own (unshare), which takes its mounts with it
 when its one process exits.
 
-Tools: mount and umount, unshare (util-linux), strace, bindfs (with fuse3's
-fusermount). A test skips, saying which, where one is missing or mounting is
-not possible; CI installs them all, so that nothing skips there.
+Tools: mount and umount, unshare (util-linux), strace, bindfs (Debian's
+bindfs, which runs on fuse3), and the kernel's overlay, tmpfs and fuse. A test
+skips, saying which, where one is missing or mounting is not possible; CI
+installs them all, so that nothing skips there.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def mount(tmp_path: Path) -> Iterator[Mount]:
         unmount_everything_under(tmp_path)
 
 
-# ---- Item: a filesystem mounted inside a tree that a job would replace -------------
+# ---- A filesystem mounted inside a tree that a job would replace -----------------
 
 
 @pytest.fixture(params=["tmpfs", "bind mount"])
@@ -213,7 +214,7 @@ def test_replace_without_proc_never_removes_what_is_on_a_filesystem_mounted_insi
     assert (tmp_path / "site" / "index").read_text() == "new"
 
 
-# ---- Item: EXDEV within one filesystem, and its explanation ------------------------
+# ---- EXDEV, also within one filesystem, and what its message says -----------------
 
 
 @pytest.fixture
@@ -337,7 +338,7 @@ def test_einval_from_a_plain_rename_does_not_say_a_directory_would_move_inside_i
     assert ((tmp_path / "a").read_text(), (tmp_path / "b").read_text()) == ("alpha", "bravo")
 
 
-# ---- Items: FUSE without rename flags (bindfs), on CPython and PyPy ----------------
+# ---- FUSE without rename flags (bindfs): the fallbacks, on CPython and PyPy -------
 
 RENAME_NOREPLACE = 1  # <linux/fs.h>
 
