@@ -794,7 +794,7 @@ _BINDERS = {"linux": _bind_linux, "android": _bind_linux, "darwin": _bind_darwin
 
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, NoReturn
+    from typing import Any, Callable, NoReturn
 
 _STDIN = "standard input"  # how a failure names it
 
@@ -820,7 +820,7 @@ def _write_stdin(
 # Each command: the function that does it, its paths (positional arguments,
 # passed in this order, and named in this order by a failure), what it does,
 # and one example. Options are passed to the function as keywords.
-_COMMANDS = {
+_COMMANDS: "dict[str, tuple[Callable[..., None], tuple[str, ...], str, str]]" = {
     "swap": (
         swap,
         ("PATH1", "PATH2"),
@@ -864,6 +864,10 @@ _COMMANDS = {
         "atomicswap rename-noreplace upload.part upload",
     ),
 }
+
+_PROGRAM = """\
+Replace things on disk atomically: other processes see the old or the new,
+never a path missing or half written."""
 
 _COMMAND_LIST = """\
 commands:
@@ -919,7 +923,7 @@ def _command_line(argv: "list[str]") -> int:
     if function is _write_stdin and sys.stdin is not None and sys.stdin.isatty():
         parser.error("standard input is a terminal: pipe the content in, or redirect it from a file")
     try:
-        function(*paths, **args)  # type: ignore[operator]
+        function(*paths, **args)
     except OSError as e:
         _print_error(_failure(command, paths, e))
         return 1
@@ -947,7 +951,7 @@ def _parser(command: "str | None") -> "argparse.ArgumentParser":
     usage = None
     if command is None:  # the program: the commands, and the short form of swap
         usage = "%(prog)s [-h] [-V] [--durable] PATH1 PATH2\n       %(prog)s COMMAND [-h] ARGS..."
-        description = f"Replace things on disk atomically.\n\n{_COMMAND_LIST}"
+        description = f"{_PROGRAM}\n\n{_COMMAND_LIST}"
         example = "atomicswap /etc/app/active /etc/app/standby"
     parser = Parser(
         prog="atomicswap" if command is None else f"atomicswap {command}",
