@@ -941,8 +941,8 @@ def _parser(command: "str | None") -> "argparse.ArgumentParser":
             raise SystemExit(2)
 
         def _print_message(self, message: str, file: "Any" = None) -> None:
-            # Help and version, unlike in argparse since 3.10, fail on a closed
-            # pipe wherever stdout is unbuffered too, so that main() says so.
+            # argparse 3.10 and later ignore a failed write of help or version;
+            # raise, so that a closed pipe exits 1 however stdout is buffered.
             stream = file or sys.stderr
             if message and stream is not None:
                 stream.write(message)
@@ -1025,9 +1025,13 @@ def _print_error(message: str) -> None:
         if buffer is None:
             stream.write(message)
         else:
-            stream.flush()
             # str paths carry undecodable bytes as surrogates: encode them back.
-            buffer.write(message.encode(_FS_ENCODING, _FS_ERRORS))
+            try:
+                data = message.encode(_FS_ENCODING, _FS_ERRORS)
+            except UnicodeEncodeError:  # text the filesystem encoding cannot hold
+                data = message.encode(_FS_ENCODING, "backslashreplace")
+            stream.flush()
+            buffer.write(data)
             buffer.flush()
     except (OSError, ValueError):
         pass  # stderr is gone, or a pipe closed: nowhere left to say it
