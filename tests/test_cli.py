@@ -410,6 +410,16 @@ def test_write_writes_nothing_when_reading_stdin_fails(cli: Cli, tmp_path: Path)
     assert listing(tmp_path) == ["config", "log"]
 
 
+def test_write_with_stdin_closed_fails_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
+    write(tmp_path / "config", "old")
+
+    result = cli("write", "config", cwd=tmp_path, prefix=("sh", "-c", 'exec "$@" <&-', "sh"))
+
+    assert_failure(result, "write config", "standard input", err=errno.EBADF)
+    assert (tmp_path / "config").read_text() == "old"
+    assert listing(tmp_path) == ["config"]
+
+
 def test_write_interrupted_while_reading_stdin_exits_130_and_writes_nothing(cli: Cli, tmp_path: Path) -> None:
     write(tmp_path / "config", "old")
     process = cli.start("write", "config", cwd=tmp_path)
