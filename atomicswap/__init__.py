@@ -901,6 +901,8 @@ class _AtomicDir:
         try:
             # Absolute without normalising, so that "link/.." stays as the
             # kernel resolves it, and a chdir in the block changes nothing.
+            if self._directory == ".":
+                self._directory = os.getcwd()
             self._directory = os.path.join(os.getcwd(), self._directory)
             self._dir = parent = _Dir(self._directory)
             if self._overwrite:
@@ -1173,7 +1175,7 @@ def _cleanup(temp: "_Temporary | None", exc: "BaseException | None" = None) -> s
         temp.remove()
         return ""
     except OSError as e:
-        note = f"{temp.name!r} is left behind: removing it failed: {e}"
+        note = f"{_quote(temp.parent.shown(temp.name))} is left behind: removing it failed: {e.strerror}"
         if exc is not None:
             _add_note(exc, note)
         return f"; but {note}"
@@ -1227,7 +1229,10 @@ def _with_state(strerror: "str | None", state: str) -> str:
 
 
 def _quote(path: "str | bytes") -> str:
-    return repr(os.fsdecode(path))
+    """*path* quoted for a message, without repr()'s escapes: a name that is not
+    UTF-8 stays as surrogate escapes, which the command line writes back as the
+    bytes they came from."""
+    return f"'{os.fsdecode(path)}'"
 
 
 def _shown(path: "StrOrBytesPath", name: str) -> "str | bytes":
@@ -1294,6 +1299,10 @@ class _Dir:
     def at(self, name: str) -> str:
         """*name* as os functions take it along with dir_fd=self.fd."""
         return name if self.fd is not None else os.path.join(self.path, name)
+
+    def shown(self, name: str) -> str:
+        """*name* as a path from where the caller's path started, for messages."""
+        return name if self.path == "." else os.path.join(self.path, name)
 
     def holds_directory(self, name: str) -> bool:
         """Whether *name* is a directory here (a symlink to one is not)."""
