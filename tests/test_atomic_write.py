@@ -84,10 +84,11 @@ def test_the_temporary_lives_in_the_targets_directory(tmp_path: Path, temporary:
     assert (tmp_path / "f").stat().st_ino == written.st_ino
 
 
-@pytest.mark.parametrize("mode", ["a", "r", "x", "w+", "r+", "wb+", "ab"])
-def test_atomic_write_rejects_modes_that_are_not_plain_writes(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("mode", ["r", "rb", "rt", "x", "xb", "x+", "wa", "ww", "wbt", "w++", "rw", "q", ""])
+def test_atomic_write_rejects_modes_that_do_not_write_or_are_not_opens(tmp_path: Path, mode: str) -> None:
+    """Read-only and exclusive modes, and what open() would not take either."""
     with pytest.raises(ValueError, match="mode"):
-        atomic_write(tmp_path / "f", mode)
+        atomic_write(tmp_path / "f", mode)  # type: ignore[call-overload]
     assert entries(tmp_path) == []
 
 
