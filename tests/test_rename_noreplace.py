@@ -54,7 +54,8 @@ def test_rename_noreplace_moves_directories_and_uses_dir_fds(tmp_path: Path) -> 
     try:
         rename_noreplace("tree", "tree", src_dir_fd=one, dst_dir_fd=two)
     finally:
-        os.close(one), os.close(two)
+        os.close(one)
+        os.close(two)
 
     assert (tmp_path / "two" / "tree" / "leaf").read_text() == "x"
 
