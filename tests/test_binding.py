@@ -52,7 +52,8 @@ def test_syscall_fallback_swaps_for_real(
             os.uname().machine, ctypes.sizeof(ctypes.c_void_p) * 8, sys.implementation._multiarch
         ),
     )
-    assert bound.func.argtypes == (
+    # PyPy's ctypes keeps argtypes as a list, CPython's as a tuple.
+    assert tuple(bound.func.argtypes) == (
         ctypes.c_long,
         ctypes.c_long,
         ctypes.c_char_p,
