@@ -101,10 +101,10 @@ def test_atomic_write_passes_encoding_and_newline_to_open(tmp_path: Path) -> Non
 
 def test_atomic_write_rejects_bad_arguments_before_touching_the_disk(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="path should be str"):
-        atomic_write(3.5)  # type: ignore[arg-type]
+        atomic_write(3.5)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="perms should be int"):
-        atomic_write(tmp_path / "f", perms="644")  # type: ignore[arg-type]
-    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):
+        atomic_write(tmp_path / "f", perms="644")  # type: ignore[call-overload]
+    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):  # type: ignore[call-overload]
         pass
     assert entries(tmp_path) == []
 
