@@ -563,6 +563,25 @@ def test_a_block_that_detaches_its_file_and_raises_keeps_its_exception_and_leave
     assert open_descriptors() == before
 
 
+def test_a_buffer_the_block_detached_never_writes_into_the_file_that_takes_its_number(
+    tmp_path: Path, temporary: str
+) -> None:
+    """The abandoned write's descriptor is closed, and its number is free for
+    the next open(): the detached buffer must refuse, not write there."""
+    target = write(tmp_path / "data", "old")
+
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        assert isinstance(f, io.TextIOWrapper)
+        buffer = f.detach()
+        raise RuntimeError
+    with open(tmp_path / "other", "wb"), pytest.raises(ValueError):  # it may take the number
+        buffer.write(b"abandoned")
+        buffer.flush()
+
+    assert (tmp_path / "other").read_bytes() == b""
+    assert target.read_text() == "old"
+
+
 def test_a_block_that_detaches_its_file_and_returns_leaves_no_temporary_and_no_descriptor(
     tmp_path: Path, temporary: str
 ) -> None:

@@ -205,7 +205,9 @@ def test_an_error_listing_a_directory_of_the_old_tree_names_that_directory(tmp_p
     assert (tmp_path / "src" / "sub" / "f").read_text() == "old"
 
 
-def test_a_failing_fstat_of_a_directory_in_the_old_tree_leaks_no_descriptor(tmp_path: Path) -> None:
+def test_a_failing_fstat_of_a_directory_in_the_old_tree_names_it_and_leaks_no_descriptor(
+    tmp_path: Path,
+) -> None:
     """The walk opens tree/sub (now src/sub), then fstat fails with EIO."""
     old_tree(tmp_path)
 
@@ -215,4 +217,5 @@ def test_a_failing_fstat_of_a_directory_in_the_old_tree_leaks_no_descriptor(tmp_
     first, left = result.stdout.splitlines()
     assert first.startswith(f"OSError {errno.EIO} 'src' "), result.stderr
     assert "the new content is in place, but its old content is left at 'src'" in first
+    assert "(removing 'src/sub' failed)" in first
     assert left == "descriptors left: 0"
