@@ -64,7 +64,8 @@ INIT_IN = struct.Struct("<IIII")  # major, minor, max_readahead, flags
 # major, minor, max_readahead, flags, max_background, congestion_threshold,
 # max_write, time_gran, max_pages, map_alignment, flags2, max_stack_depth, unused[6]
 INIT_OUT = struct.Struct("<IIIIHHIIHHII24x")
-ATTR = struct.Struct("<QQQQQQIIIIIIIIII")  # ino size blocks a/m/ctime, nsecs, mode nlink uid gid rdev blksize flags
+# ino, size, blocks, atime, mtime, ctime, their nsecs, mode, nlink, uid, gid, rdev, blksize, flags
+ATTR = struct.Struct("<QQQQQQIIIIIIIIII")
 ATTR_OUT = struct.Struct("<QII")  # attr_valid, attr_valid_nsec, dummy; then ATTR
 ENTRY_OUT = struct.Struct("<QQQQII")  # nodeid, generation, entry_valid, attr_valid, nsecs; then ATTR
 OPEN_OUT = struct.Struct("<QII")  # fh, open_flags, padding
@@ -146,7 +147,7 @@ class Server:
 
     def answer(self, opcode: int, node: int, body: bytes) -> bytes:
         if opcode == INIT:
-            major, minor, max_readahead, _ = INIT_IN.unpack_from(body)
+            _, _, max_readahead, _ = INIT_IN.unpack_from(body)
             # No flags at all: in particular not FUSE_WRITEBACK_CACHE.
             return INIT_OUT.pack(7, 31, max_readahead, 0, 16, 12, MAX_WRITE, 1, 32, 0, 0, 0)
         if opcode == LOOKUP:

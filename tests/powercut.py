@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,11 +43,13 @@ HERE = Path(__file__).resolve().parent
 SIZE = 300 << 20
 SHM = Path("/dev/shm")
 
+# 4 KiB blocks, as on any disk: on 300 MB mkfs.ext4 would choose 1 KiB.
+EXT4 = ("mkfs.ext4", "-q", "-F", "-b", "4096", "-E", "nodiscard")
 # Per filesystem under test: mkfs command (image appended) and mount options.
 # Discard stays off at mkfs: the image is fresh and sparse already.
 FILESYSTEMS: dict[str, tuple[tuple[str, ...], str]] = {
-    "ext4": (("mkfs.ext4", "-q", "-F", "-E", "nodiscard"), ""),
-    "ext4 noauto_da_alloc": (("mkfs.ext4", "-q", "-F", "-E", "nodiscard"), "noauto_da_alloc"),
+    "ext4": (EXT4, ""),
+    "ext4 noauto_da_alloc": (EXT4, "noauto_da_alloc"),
     "xfs": (("mkfs.xfs", "-q", "-f", "-K"), ""),
     "btrfs": (("mkfs.btrfs", "-q", "-f", "-K"), ""),
 }
@@ -75,7 +77,7 @@ def missing() -> str | None:
         return "the power-cut test needs tmpfs at /dev/shm"
     for tool in ("losetup", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "btrfs"):
         if shutil.which(tool) is None:
-            return f"the power-cut test needs {tool} (apt-get install util-linux e2fsprogs xfsprogs btrfs-progs)"
+            return f"the power-cut test needs {tool} (apt-get install e2fsprogs xfsprogs btrfs-progs)"
     try:
         run("losetup", "-f")
     except (RuntimeError, OSError) as e:
@@ -230,8 +232,38 @@ def workspace() -> Iterator[Workspace]:
 # Recording a job.
 
 
-def record(space: Workspace, filesystem: str, job: str, steps: int, options: tuple[str, ...]) -> list[fuseblock.Record]:
-    """Run *job* on a recorded disk holding a fresh *filesystem*; its log."""
+def record(
+    space: Workspace, filesystem: str, job: str, steps: int, options: tuple[str, ...]
+) -> list[fuseblock.Record]:
+    """Run *job* (powercut_jobs.py) on a recorded disk holding a fresh *filesystem*; the log."""
+
+    def workload(root: Path, marks: Path) -> None:
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "powercut_jobs.py"),
+                job,
+                str(root),
+                str(marks),
+                str(steps),
+                *options,
+            ],
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"the workload {job} {options} failed:\n{result.stderr}")
+
+    return record_with(space, filesystem, workload)
+
+
+def record_with(
+    space: Workspace, filesystem: str, workload: Callable[[Path, Path], None]
+) -> list[fuseblock.Record]:
+    """Call workload(root, marks) with a fresh *filesystem* mounted at root, on
+    a recorded disk, and marks the served marks file; unmount; the log."""
     served, log = space.path / "served.img", space.path / "log"
     fuse_point, point = space.path / "fuse", space.path / "mnt"
     fuse_point.mkdir(exist_ok=True)
@@ -239,18 +271,11 @@ def record(space: Workspace, filesystem: str, job: str, steps: int, options: tup
     with open(served, "wb") as f:
         restore(f.fileno(), space.base(filesystem), [])
     try:
-        with fuse_server(fuse_point, served, log), loop_device(fuse_point / "disk.img") as device:
-            with mounted(device, point, filesystem):
-                workload = subprocess.run(
-                    [sys.executable, str(HERE / "powercut_jobs.py"), job, str(point), str(fuse_point / "marks"),
-                     str(steps), *options],
-                    env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                    capture_output=True,
-                    text=True,
-                    timeout=120,
-                )
-            if workload.returncode != 0:
-                raise RuntimeError(f"the workload {job} {options} failed:\n{workload.stderr}")
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(fuse_server(fuse_point, served, log))
+            device = stack.enter_context(loop_device(fuse_point / "disk.img"))
+            stack.enter_context(mounted(device, point, filesystem))
+            workload(point, fuse_point / "marks")
         return fuseblock.read_log(str(log))
     finally:
         served.unlink(missing_ok=True)
@@ -339,8 +364,9 @@ def checker(space: Workspace) -> Iterator[tuple[int, str, Path]]:
             image.unlink()
 
 
-def check_state(cell: Cell, state: CrashState, base: list[tuple[int, bytes]], fd: int, device: str,
-                point: Path) -> tuple[str, str | None]:
+def check_state(
+    cell: Cell, state: CrashState, base: list[tuple[int, bytes]], fd: int, device: str, point: Path
+) -> tuple[str, str | None]:
     restore(fd, base, state.writes)
     # The loop device's own cache still holds the previous state's blocks.
     with open(device, "rb") as dev:

@@ -112,28 +112,33 @@ def judge_one(found: int | str, required: int, durable: bool) -> Verdict:
 def judge_series(found: list[int | str], required: int, durable: bool) -> Verdict:
     """Targets 1..n, target j made by step j: each absent or whole, and with
     durable=True every one up to *required* present."""
-    present = sum(isinstance(v, int) for v in found)
     for j, version in enumerate(found, start=1):
         if version == "absent" and (j > required or not durable):
             continue
         if version != j:
-            return f"{present} of {len(found)}", f"target {j} is {version} (step {required} had returned)"
-    return f"{present} of {len(found)}", None
+            label = version if isinstance(version, str) else "another version"
+            return label, f"target {j} is {version} (step {required} had returned)"
+    return f"{sum(isinstance(v, int) for v in found)} of {len(found)}", None
 
 
 def setup_file(root: Path) -> None:
     write_plainly(root / "f", content(0))
 
 
-def step_atomic_write(root: Path, k: int, durable: bool, name: str = "f") -> None:
+def step_atomic_write(root: Path, k: int, durable: bool) -> None:
     import atomicswap
 
-    with atomicswap.atomic_write(root / name, "wb", durable=durable) as f:
+    with atomicswap.atomic_write(root / "f", "wb", durable=durable) as f:
         f.write(content(k))
 
 
 def step_new_file(root: Path, k: int, durable: bool) -> None:
-    step_atomic_write(root, k, durable, f"f{k}")
+    """A new file, as open(path, "x") makes one: an O_TMPFILE is linked
+    straight to its name (the path where btrfs was said to lose data)."""
+    import atomicswap
+
+    with atomicswap.atomic_write(root / f"f{k}", "wb", overwrite=False, durable=durable) as f:
+        f.write(content(k))
 
 
 def step_classic(root: Path, k: int, durable: bool) -> None:
