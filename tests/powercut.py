@@ -75,7 +75,7 @@ def missing() -> str | None:
         return "the power-cut test needs /dev/fuse (modprobe fuse)"
     if not SHM.is_dir():
         return "the power-cut test needs tmpfs at /dev/shm"
-    for tool in ("losetup", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "btrfs"):
+    for tool in ("losetup", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "fallocate"):
         if shutil.which(tool) is None:
             return f"the power-cut test needs {tool} (apt-get install e2fsprogs xfsprogs btrfs-progs)"
     try:
@@ -140,10 +140,6 @@ def loop_device(image: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def mounted(device: str, point: Path, filesystem: str) -> Iterator[Path]:
     options = FILESYSTEMS[filesystem][1]
-    if filesystem == "btrfs":
-        # btrfs remembers devices by filesystem id: forget the recorded disk
-        # (and earlier states) so that this device is taken as it is now.
-        run("btrfs", "device", "scan", "--forget")
     run("mount", *(("-o", options) if options else ()), device, str(point))
     try:
         yield point
