@@ -82,6 +82,9 @@ NAMES = {b"disk.img": DISK_NODE, b"marks": MARKS_NODE}
 
 RECORD = struct.Struct("<cQI")  # kind, offset, length
 
+# <linux/falloc.h>
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x1, 0x2, 0x10
+
 
 class Record(NamedTuple):
     kind: str  # "W" data written, "Z" zeros written, "F" a flush, "M" a mark
@@ -208,12 +211,13 @@ class Server:
         return WRITE_OUT.pack(size, 0)
 
     def fallocate(self, node: int, body: bytes) -> bytes:
-        _, offset, length, _, _ = FALLOCATE_IN.unpack_from(body)
+        _, offset, length, mode, _ = FALLOCATE_IN.unpack_from(body)
         if node != DISK_NODE or offset + length > self.disk_size:
             raise OSError(errno.EOPNOTSUPP, "only within the disk")
-        # Discard and write-zeroes both leave zeros here, a thing a real disk may do.
-        os.pwrite(self.image, bytes(length), offset)
-        self.record(b"Z", offset, b"", length)
+        if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
+            # Discard and write-zeroes both leave zeros here, a thing a real disk may do.
+            punch_hole(self.image, offset, length)
+            self.record(b"Z", offset, b"", length)
         return b""
 
     def readdir(self, node: int, body: bytes) -> bytes:
@@ -233,12 +237,22 @@ class Server:
         os.write(self.log, RECORD.pack(kind, offset, size) + data)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Zeros at *offset*, without allocating them."""
+    mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+    if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def mount(device: int, point: str) -> None:
     """Mount the FUSE session on *device* at *point*, as fusermount does."""
-    libc = ctypes.CDLL(None, use_errno=True)
     options = f"fd={device},rootmode=40000,user_id=0,group_id=0,allow_other"
     flags = 0x2 | 0x4  # MS_NOSUID | MS_NODEV
-    if libc.mount(b"fuseblock", os.fsencode(point), b"fuse.fuseblock", flags, options.encode()) != 0:
+    if _libc.mount(b"fuseblock", os.fsencode(point), b"fuse.fuseblock", flags, options.encode()) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount fuse: {os.strerror(err)}", point)
 

@@ -21,7 +21,6 @@ when a step fails.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import random
@@ -54,7 +53,6 @@ FILESYSTEMS: dict[str, tuple[tuple[str, ...], str]] = {
     "btrfs": (("mkfs.btrfs", "-q", "-f", "-K"), ""),
 }
 BLKFLSBUF = 0x1261  # <linux/fs.h>: write back and drop a block device's cache
-FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 0x1, 0x2
 
 
 def run(*command: str, timeout: float = 60) -> str:
@@ -104,17 +102,6 @@ def extents(path: Path) -> list[tuple[int, bytes]]:
     return regions
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def punch_hole(fd: int, offset: int, length: int) -> None:
-    """Zeros at offset, without allocating them."""
-    mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
-    if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
 def restore(fd: int, base: list[tuple[int, bytes]], writes: list[fuseblock.Record]) -> None:
     """Make the file *fd* the base image plus *writes*, in order."""
     os.ftruncate(fd, 0)
@@ -125,7 +112,7 @@ def restore(fd: int, base: list[tuple[int, bytes]], writes: list[fuseblock.Recor
         if record.kind == "W":
             os.pwrite(fd, record.data, record.offset)
         else:
-            punch_hole(fd, record.offset, record.length)
+            fuseblock.punch_hole(fd, record.offset, record.length)
 
 
 @contextlib.contextmanager
