@@ -4,8 +4,19 @@ swap(a, b) exchanges two names on one filesystem in a single kernel operation
 (Linux renameat2 with RENAME_EXCHANGE, macOS renameatx_np with RENAME_SWAP):
 either both names are exchanged or nothing changes, and no process ever sees
 either name missing. replace(), atomic_write(), atomic_dir(), symlink() and
-rename_noreplace() use the same call. Other platforms raise OSError(ENOTSUP);
-nothing falls back to a non-atomic imitation.
+rename_noreplace() are built on the same call. Other platforms raise
+OSError(ENOTSUP); nothing falls back to a non-atomic imitation.
+
+What every job promises:
+- Readers, and a crash, see the old state or the new one, never a mix.
+- A failure leaves nothing behind that the job made, and the OSError names
+  the caller's path as they spelled it, carries the errno, and says whether
+  anything changed ("nothing was changed", or "the new content is in
+  place, but ...").
+- With durable=True the new state survives a power cut once the call returns.
+- Nothing the job was not given is touched: an old tree is removed without
+  following symlinks or entering another mount, and a tree with a filesystem
+  mounted inside it is not replaced at all.
 """
 
 import errno
@@ -47,12 +58,16 @@ RENAME_SWAP = 0x2
 RENAME_EXCL = 0x4
 
 
+# ---- The public API ---------------------------------------------------------
+
+
 def swap(
     first: "StrOrBytesPath",
     second: "StrOrBytesPath",
     *,
     first_dir_fd: "int | None" = None,
     second_dir_fd: "int | None" = None,
+    durable: bool = False,
 ) -> None:
     """Exchange *first* and *second* atomically.
 
@@ -65,15 +80,23 @@ def swap(
     its dir fd (an open directory), or the current directory when that is None;
     an absolute path ignores its dir fd.
 
+    durable=True makes the exchange survive a power cut: a regular file is
+    fsynced before it moves, and both parent directories after. What is inside
+    a directory being moved is not synced (atomic_dir() is for that).
+
     Raises TypeError for an argument of the wrong type and ValueError for a
     path with an embedded NUL, both before any system call. A failed exchange
     raises OSError (FileNotFoundError, PermissionError, ...) with the errno,
     filename=first and filename2=second, as os.rename does; EXDEV (different
-    filesystems) and EINVAL (a filesystem that cannot exchange, or one path
-    inside the other) say so in their message. ENOTSUP on platforms other
-    than Linux and macOS.
+    mounts) and EINVAL (a filesystem that cannot exchange, or one path inside
+    the other) say so in their message. ENOTSUP on platforms other than Linux
+    and macOS. With durable=True, a failed sync after the exchange says that
+    the exchange is done but not yet durable.
     """
-    _renameat2(first, second, RENAME_EXCHANGE, first_dir_fd, second_dir_fd)
+    if durable:
+        _move_durably(first, second, RENAME_EXCHANGE, first_dir_fd, second_dir_fd, ("first", "second"))
+    else:
+        _renameat2(first, second, RENAME_EXCHANGE, first_dir_fd, second_dir_fd)
 
 
 exchange = swap
@@ -85,85 +108,59 @@ def rename_noreplace(
     *,
     src_dir_fd: "int | None" = None,
     dst_dir_fd: "int | None" = None,
+    durable: bool = False,
 ) -> None:
     """Rename *src* to *dst*, raising FileExistsError if *dst* exists.
 
     The check and the rename are one kernel operation (Linux RENAME_NOREPLACE,
     macOS RENAME_EXCL), so whatever appears at *dst* meanwhile is never
-    overwritten. Where the filesystem rejects the flag with EINVAL (NFS, FUSE,
-    9p), a non-directory is moved with link() then unlink(), which never
-    overwrites either, though for a moment both names show the file. Paths,
-    dir fds and errors are as for swap().
+    overwritten. Where the filesystem does not support that (NFS, FUSE, 9p
+    answer EINVAL), a non-directory is moved with link() then unlink(), which
+    never overwrites either, though for a moment both names show the file.
+    durable=True is as for swap(). Paths, dir fds and errors are as for swap();
+    an error after the link says that *dst* exists and what is left at *src*.
     """
+    if durable:
+        _move_durably(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"))
+        return
     try:
         _renameat2(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"))
         return
     except OSError as e:
-        if e.errno != errno.EINVAL or _is_directory(src, src_dir_fd):
-            raise
-    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
-    try:
-        os.unlink(src, dir_fd=src_dir_fd)
-    except OSError as e:
-        src, dst = os.fspath(src), os.fspath(dst)
-        message = f"{dst!r} was created, but {src!r} could not be removed: {e.strerror}"
-        raise OSError(e.errno, message, src) from e
+        if e.errno not in _FLAG_UNSUPPORTED:
+            raise _failed(e, os.fspath(src), os.fspath(dst)) from e
+    _move_durably(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"), durable=False)
 
 
-def _is_directory(path: "StrOrBytesPath", dir_fd: "int | None") -> bool:
-    return stat.S_ISDIR(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-
-
-def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath") -> None:
+def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath", *, durable: bool = False) -> None:
     """Put what is at *src* at *dst* atomically, whatever *dst* is.
 
     Unlike os.replace(), *dst* may be anything: absent, a file, a symlink, or a
     directory, empty or not, of the same kind as *src* or not. A reader of
     *dst* sees the old or the new, never nothing. Where a rename cannot do it
     (a non-empty directory at *dst*, or one of another kind), *src* and *dst*
-    are exchanged and the old content, now at *src*, is removed; if that
-    fails, the OSError says that *dst* was replaced and where its old content
-    is left. replace(p, p), or two names of one file, changes nothing, as
-    with os.replace().
+    are exchanged and the old content, now at *src*, is removed without
+    following symlinks or entering another mount. replace(p, p), or two names
+    of one file, changes nothing, as with os.replace().
+
+    Refused before anything moves: a *dst* whose last component is ".", ".."
+    or nothing (EINVAL), and a directory with a filesystem mounted anywhere
+    inside it (EBUSY, naming the mount point), whose removal would empty that
+    filesystem. durable=True is as for swap().
+
+    Every OSError names *src* and *dst* as given and says whether *dst* was
+    replaced; if removing the old content fails, it says where that is left.
     """
-    src, dst = _fsdecode(src, "src"), _fsdecode(dst, "dst")
-    if _put(src, dst):
-        _remove_old(src, dst)
-
-
-# Why rename() cannot put src at dst: dst is a non-empty directory (ENOTEMPTY,
-# or EEXIST), a directory and src is not (EISDIR), or not one and src is (ENOTDIR).
-_NEEDS_EXCHANGE = (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
-
-
-def _put(src: str, dst: str) -> bool:
-    """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
-    while True:
+    shown_src, shown_dst = _shown(src, "src"), _shown(dst, "dst")
+    _refuse_dot(shown_dst)
+    if not durable:
         try:
-            _renameat2(src, dst, 0, None, None, ("src", "dst"))
-            return False
+            os.replace(os.fsdecode(shown_src), os.fsdecode(shown_dst))  # what a rename can do, it does alone
+            return
         except OSError as e:
-            if e.errno not in _NEEDS_EXCHANGE:
-                raise
-        try:
-            _renameat2(src, dst, RENAME_EXCHANGE, None, None, ("src", "dst"))
-            return True
-        except FileNotFoundError:
-            pass  # dst went away meanwhile: a rename will do
-
-
-def _remove_old(old: str, replaced: str) -> None:
-    """Remove what replace() moved out of *replaced*; say where it is if that fails."""
-    try:
-        if _is_directory(old, None):
-            import shutil
-
-            shutil.rmtree(old)
-        else:
-            os.unlink(old)
-    except OSError as e:
-        message = f"{replaced!r} was replaced, but its old content is left at {old!r}: {e.strerror}"
-        raise OSError(e.errno, message, e.filename, None, e.filename2) from e
+            if e.errno not in _NEEDS_EXCHANGE and sys.platform != "win32":
+                raise _failed(e, shown_src, shown_dst) from e
+    _move_durably(src, dst, 0, None, None, ("src", "dst"), durable=durable)
 
 
 def atomic_write(
@@ -182,32 +179,476 @@ def atomic_write(
 
     The data goes to a temporary file in *path*'s own directory: on Linux an
     anonymous O_TMPFILE, which a crash cannot leave behind, else a hidden
-    uniquely named file. Leaving the block normally flushes it, fsyncs it
-    (F_FULLFSYNC on macOS), renames it over *path* and fsyncs the directory;
-    durable=False makes no sync calls, which keeps the write atomic for readers
-    but not for a power cut. overwrite=False puts it at *path* only if nothing
-    is there by then, as open(path, "x") would: FileExistsError otherwise,
-    leaving no trace.
+    uniquely named file. Leaving the block normally flushes it, sets its
+    permissions, fsyncs it (F_FULLFSYNC on macOS), renames it over *path* and
+    fsyncs the directory; durable=False makes no sync calls, which keeps the
+    write atomic for readers but not for a power cut. overwrite=False puts it
+    at *path* only if nothing is there by then, as open(path, "x") would:
+    FileExistsError otherwise, leaving no trace.
 
     An exception in the block, or any failure before the rename (a failed
     fsync included), leaves *path* as it was, removes the temporary and
-    propagates. If only the directory fsync fails, the OSError says the new
-    content is in place but not yet durable.
+    propagates; an OSError without a filename gets *path* as its filename. A
+    failure after the rename says the new content is in place.
 
     *mode* is "w", "wb" or "wt"; read, append and exclusive modes raise
     ValueError. *open_kwargs* (encoding, newline, ...) go to open(). The file
-    replaced keeps its permission bits, and its owner where the writer may
-    give it (root may), else loses setuid and setgid; a new file gets what
-    open() gives it (0o666 less the umask); *perms* sets them. A symlink at
-    *path* is written through, as open() does: the link stays a link and the
-    file it points to is replaced. Only regular files are replaced: a
-    directory, a device or a FIFO at *path* raises OSError.
+    replaced keeps its permission bits, setuid and setgid included, and its
+    owner where the writer may give it (root may), else loses setuid and
+    setgid; a new file gets what open() gives it (0o666 less the umask);
+    *perms* sets them. The bits are applied after the last write, since the
+    kernel clears setuid on a write. A symlink at *path* is written through,
+    as open() does. Only regular files are replaced: a directory, a device or
+    a FIFO at *path* raises OSError. A process forked inside the block leaves
+    the write to its parent: its exit from the block only closes descriptors.
     """
     return _AtomicWrite(path, mode, overwrite, perms, durable, open_kwargs)
 
 
+def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
+    """Build a directory in private, then publish it at *path* all at once.
+
+        with atomic_dir("public/site") as staging:
+            (staging / "index.html").write_text(html)
+
+    Yields a fresh, empty staging directory beside *path*, as an absolute
+    pathlib.Path. *path*'s directory is resolved once, as the kernel resolves
+    it (symlinks and ".." included), and held open until the end. Leaving the
+    block normally syncs the staged tree (when *durable*: one syncfs() on
+    Linux, else every file and directory), then publishes it at *path* as
+    replace() would, or, with overwrite=False, only if nothing is there
+    (FileExistsError otherwise); then syncs the parent. Where the filesystem
+    cannot rename without replacing (NFS, FUSE), overwrite=False claims *path*
+    with mkdir() and renames the tree over that empty directory, so a reader
+    may briefly see it empty. An exception, in the block or while publishing,
+    leaves *path* untouched and removes the staging directory. A symlink at
+    *path* is replaced, not followed: to repoint one, use symlink(). Refuses
+    what replace() refuses.
+    """
+    return _AtomicDir(path, overwrite, durable)
+
+
+def symlink(
+    target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = False
+) -> None:
+    """Make *link_path* a symlink to *target*, atomically repointing an old one.
+
+    The new link is made under a hidden name beside *link_path* and renamed
+    over it, so readers find the old link or the new one, never none. A file
+    at *link_path* is replaced too; a directory is not (IsADirectoryError).
+    overwrite=False raises FileExistsError if *link_path* exists. With
+    durable=True the directory is fsynced after the rename.
+    """
+    shown_target, shown_link = _shown(target, "target"), _shown(link_path, "link_path")
+    directory, name = _split(shown_link)
+    _bind_early(shown_link)
+    try:
+        parent = _Dir(directory)
+    except OSError as e:
+        raise _failed(e, shown_link) from e
+    try:
+        _make_link(os.fsdecode(shown_target), parent, name, overwrite, shown_link)
+        if durable:
+            try:
+                _sync_dirs(parent, name)
+            except OSError as e:
+                raise _failed(e, shown_link, done="the link is in place, but not yet durable") from e
+    finally:
+        parent.close()
+
+
+def _make_link(target: str, parent: "_Dir", name: str, overwrite: bool, shown: "str | bytes") -> None:
+    """symlink()'s steps: a link under a hidden name, renamed over *name*."""
+    temp = _Temporary(parent, name)
+    try:
+        if not overwrite:
+            os.symlink(target, parent.at(name), dir_fd=parent.fd)
+            return
+        temp.create(lambda temp_name: os.symlink(target, parent.at(temp_name), dir_fd=parent.fd))
+        _rename(parent, temp.name, parent, name)  # type: ignore[arg-type]
+        temp.name = None  # it is the link now
+    except OSError as e:
+        raise _failed(e, shown, leftovers=_cleanup(temp, e)) from e
+    except BaseException as e:
+        _cleanup(temp, e)
+        raise
+
+
+# ---- replace() and durable renames -------------------------------------------
+
+# Why rename() cannot put src at dst: dst is a non-empty directory (ENOTEMPTY,
+# or EEXIST), a directory and src is not (EISDIR), or not one and src is (ENOTDIR).
+_NEEDS_EXCHANGE = (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
+# What a filesystem answers to a rename flag it does not support: EINVAL on
+# Linux (NFS, FUSE, 9p), ENOTSUP on macOS, EOPNOTSUPP on FreeBSD; ENOSYS from
+# a kernel without renameat2, and ENOTSUP from a platform without one.
+_FLAG_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
+# dst may vanish between the rename that found it in the way and the exchange,
+# and reappear before the next rename; each attempt is two system calls.
+_PUT_ATTEMPTS = 4
+
+
+def _move_durably(
+    src: "StrOrBytesPath",
+    dst: "StrOrBytesPath",
+    flags: int,
+    src_dir_fd: "int | None",
+    dst_dir_fd: "int | None",
+    names: "tuple[str, str]",
+    durable: bool = True,
+) -> None:
+    """The rename jobs' general case, in directories held for the length of it.
+
+    flags 0 is replace(): a rename, or where a rename cannot do it, an
+    exchange and the removal of the old content; RENAME_NOREPLACE falls back
+    to link() and unlink() for a non-directory. With *durable*, what moves is
+    synced before the rename and both parents after it.
+    """
+    shown_src, shown_dst = _shown(src, names[0]), _shown(dst, names[1])
+    _check_dir_fd(src_dir_fd, names[0])
+    _check_dir_fd(dst_dir_fd, names[1])
+    _bind_early(shown_src)
+    src_parent, src_name = _split(shown_src)
+    dst_parent, dst_name = _split(shown_dst)
+    src_dir = dst_dir = None
+    try:
+        src_dir = _Dir(src_parent, src_dir_fd)
+        dst_dir = _Dir(dst_parent, dst_dir_fd)
+        if durable:
+            _sync_file(src_dir, src_name)
+            if flags == RENAME_EXCHANGE:
+                _sync_file(dst_dir, dst_name)
+        exchanged = _rename_by_flags(src_dir, src_name, dst_dir, dst_name, flags)
+        problems = _after_put(exchanged, src_dir, src_name, shown_src, dst_dir, dst_name, durable)
+    except OSError as e:
+        raise _failed(e, shown_src, shown_dst) from e
+    finally:
+        for held in (src_dir, dst_dir):
+            if held is not None:
+                held.close()
+    if problems:
+        raise _in_place_but(problems, shown_src, shown_dst, _DONE[flags])
+
+
+# What a rename job has done when only what follows it fails, by flags.
+_DONE = {
+    0: "the new content is in place",
+    RENAME_EXCHANGE: "the exchange is done",
+    RENAME_NOREPLACE: "the rename is done",
+}
+
+
+def _rename_by_flags(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str, flags: int) -> bool:
+    """The rename a job asked for; True if an exchange left dst's old content at src."""
+    if flags == 0:
+        return _put(src_dir, src, dst_dir, dst)
+    if flags == RENAME_NOREPLACE:
+        _rename_new(src_dir, src, dst_dir, dst)
+    else:
+        _renameat2(src_dir.at(src), dst_dir.at(dst), flags, src_dir.fd, dst_dir.fd)
+    return False
+
+
+def _put(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> bool:
+    """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
+    for _ in range(_PUT_ATTEMPTS):
+        try:
+            _rename(src_dir, src, dst_dir, dst)
+            return False
+        except OSError as e:
+            if e.errno not in _NEEDS_EXCHANGE:
+                raise
+            in_the_way = e
+        _refuse_mounts_under(dst_dir, dst)
+        try:
+            _renameat2(src_dir.at(src), dst_dir.at(dst), RENAME_EXCHANGE, src_dir.fd, dst_dir.fd)
+            return True
+        except FileNotFoundError:
+            pass  # dst went away meanwhile: a rename will do
+        except OSError as e:
+            if e.errno in _FLAG_UNSUPPORTED:
+                e.strerror = f"{e.strerror}; only an atomic exchange could replace what is there"
+            raise
+    raise in_the_way
+
+
+def _rename_new(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
+    """A rename that never replaces; where the platform or the filesystem cannot
+    (ENOTSUP, EINVAL, ENOSYS), link() then unlink() for a non-directory."""
+    try:
+        _renameat2(src_dir.at(src), dst_dir.at(dst), RENAME_NOREPLACE, src_dir.fd, dst_dir.fd)
+        return
+    except OSError as e:
+        if e.errno not in _FLAG_UNSUPPORTED or src_dir.holds_directory(src):
+            raise
+    _link(src_dir, src, dst_dir, dst)  # link() never replaces
+    try:
+        os.unlink(src_dir.at(src), dir_fd=src_dir.fd)
+    except OSError as e:
+        e.done = "the destination was created, but the source is still there too"  # type: ignore[attr-defined]
+        raise
+
+
+def _after_put(
+    exchanged: bool,
+    src_dir: "_Dir",
+    src: str,
+    shown_src: "str | bytes",
+    dst_dir: "_Dir",
+    dst: str,
+    durable: bool,
+) -> "list[tuple[OSError, str]]":
+    """Remove the old content an exchange left at *src*, then sync both parents.
+
+    Both are attempted whatever the other gives; returns what failed, each
+    with what it leaves, for _in_place_but().
+    """
+    problems = []
+    if exchanged:
+        try:
+            _remove_old(src_dir, src)
+        except OSError as e:
+            problems.append((e, f"its old content is left at {_below(shown_src, src, e.filename)}"))
+    if durable:
+        try:
+            _sync_dirs(dst_dir, dst, src_dir)
+        except OSError as e:
+            problems.append((e, "it is not yet durable"))
+    return problems
+
+
+def _remove_old(parent: "_Dir", name: str) -> None:
+    """Remove the old content that an exchange left at *name*."""
+    name = name.rstrip("/")
+    mounts = _mounts_under(parent, name)
+    if mounts:  # mounted between the check and the exchange
+        raise OSError(errno.EBUSY, f"{_quote(mounts[0])} is mounted inside it", name)
+    _remove_tree(parent, name)
+
+
+def _below(shown: "str | bytes", name: str, failed: "str | None") -> str:
+    """Where a removal left things: *shown*, and the path inside it that failed."""
+    where = _quote(shown)
+    inside = (failed or "")[len(name.rstrip("/")) :]
+    if inside:
+        where += f" (removing {_quote(os.fsdecode(shown).rstrip('/') + inside)} failed)"
+    return where
+
+
+# ---- Mounts and old trees -----------------------------------------------------
+
+
+def _refuse_mounts_under(parent: "_Dir", name: str) -> None:
+    """EBUSY if a filesystem is mounted anywhere inside the directory *name*."""
+    mounts = _mounts_under(parent, name)
+    if mounts:
+        more = f" (and {len(mounts) - 1} more)" if len(mounts) > 1 else ""
+        message = f"{_quote(mounts[0])}{more} is mounted inside the destination, which replacing would empty"
+        e = OSError(errno.EBUSY, message)
+        e.about_dst = True  # type: ignore[attr-defined]
+        raise e
+
+
+def _mounts_under(parent: "_Dir", name: str) -> "list[str]":
+    """Mount points strictly inside the directory *name*, from /proc/self/mountinfo.
+
+    Empty where /proc is not mounted (or not Linux): then only the device
+    check of _walk() protects a mounted filesystem.
+    """
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            table = f.read()
+        flags = _O_PATH | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+        fd = os.open(parent.at(name.rstrip("/")), flags, dir_fd=parent.fd)
+    except OSError:
+        return []  # no /proc, or no directory at name: nothing can be mounted inside it
+    try:
+        top = os.readlink(f"/proc/self/fd/{fd}").rstrip("/") + "/"
+    finally:
+        os.close(fd)
+    points = (os.fsdecode(_unescape_mountinfo(line.split(b" ")[4])) for line in table.splitlines())
+    return [point for point in points if point.startswith(top)]
+
+
+def _unescape_mountinfo(field: bytes) -> bytes:
+    """Undo the kernel's octal escapes (\\040 for a space, ...) in a mountinfo path."""
+    head, *parts = field.split(b"\\")
+    return head + b"".join(bytes([int(part[:3], 8)]) + part[3:] for part in parts)
+
+
+def _remove_tree(parent: "_Dir", name: str) -> None:
+    """Remove *name* in *parent* and everything below it, like rm -r --one-file-system.
+
+    Directories made read-only or unreadable by their owner are made
+    writable first. What is on another device stays: the walk does not enter
+    it, and the OSError (EBUSY) names it once everything else is removed.
+    Without descriptors for directories (Windows), shutil.rmtree() does it.
+    """
+    if parent.fd is None:
+        import shutil
+
+        if parent.holds_directory(name):
+            shutil.rmtree(parent.at(name))
+        else:
+            os.unlink(parent.at(name))
+        return
+    if not parent.holds_directory(name):
+        _unless_read_only(parent.fd, os.unlink, name)
+        return
+    foreign: list[str] = []
+    _walk(parent.fd, name, _open_to_remove, _remove_file, _remove_dir, foreign)
+    if foreign:
+        raise OSError(errno.EBUSY, "a filesystem is mounted inside it, and was left alone", foreign[0])
+
+
+def _open_to_remove(dir_fd: int, name: str) -> int:
+    flags = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # made unreadable by its owner, who gave it to us to remove
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    return fd
+
+
+def _remove_file(fd: int, entry: "os.DirEntry[str]") -> None:
+    _unless_read_only(fd, os.unlink, entry.name)
+
+
+def _remove_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
+    try:
+        _unless_read_only(parent_fd, os.rmdir, name)
+    except OSError as e:
+        if not (foreign and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
+            raise
+
+
+def _unless_read_only(dir_fd: int, remove: "Callable[..., None]", name: str) -> None:
+    """remove(name, dir_fd=dir_fd); on EACCES or EPERM, make *dir_fd* writable
+    by its owner and try once more. ENOENT means done."""
+    try:
+        remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except PermissionError as denied:
+        mode = stat.S_IMODE(os.fstat(dir_fd).st_mode)
+        if mode & 0o300 == 0o300:
+            raise  # not a question of the directory's mode
+        try:
+            os.fchmod(dir_fd, mode | 0o700)
+        except OSError:
+            raise denied from None  # not ours to change: the denial is the answer
+        try:
+            remove(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+
+
+def _walk(
+    dir_fd: int,
+    name: str,
+    open_dir: "Callable[[int, str], int]",
+    each_file: "Callable[[int, os.DirEntry[str]], None]",
+    leave: "Callable[[int, int, str, list[str]], None]",
+    foreign: "list[str]",
+) -> None:
+    """Visit the directory tree *name* in *dir_fd*, depth first, without recursion.
+
+    Calls each_file(fd, entry) for every non-directory, and leave(fd,
+    parent_fd, name, foreign) for every directory once its subdirectories are
+    done. Descriptor-based like shutil.rmtree's safe walk, but it holds one
+    directory open at a time: it climbs back through ".." after checking that
+    ".." is the directory it came from, so depth costs neither recursion nor
+    descriptors. It never follows a symlink, checks that each directory it
+    opens is the one it listed, and never enters another device: those paths
+    go to *foreign*. An OSError names the path, from *name* down, that failed.
+    """
+    top = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    fd = _open_checked(open_dir, dir_fd, name, top, name)
+    path = name
+    try:
+        # One level per directory on the way down: its path, its stat, and its
+        # subdirectories still to visit.
+        levels = [(name, top, _list(fd, name, top.st_dev, each_file, foreign))]
+        while levels:
+            path, _, pending = levels[-1]
+            if pending:
+                child, child_st = pending.pop()
+                path = f"{path}/{child}"
+                child_fd = _open_checked(open_dir, fd, child, child_st, path)
+                os.close(fd)
+                fd = child_fd
+                levels.append((path, child_st, _list(fd, path, top.st_dev, each_file, foreign)))
+                continue
+            levels.pop()
+            parent_fd = _climb(fd, levels[-1][1]) if levels else dir_fd
+            try:
+                leave(fd, parent_fd, path.rpartition("/")[2], foreign)
+            finally:
+                os.close(fd)
+                fd = parent_fd
+    except OSError as e:
+        if not e.filename or "/" not in os.fsdecode(e.filename):
+            e.filename = f"{path}/{e.filename}" if e.filename and e.filename != path else path
+        raise
+    finally:
+        if fd != dir_fd:
+            os.close(fd)
+
+
+def _list(
+    fd: int,
+    path: str,
+    device: int,
+    each_file: "Callable[[int, os.DirEntry[str]], None]",
+    foreign: "list[str]",
+) -> "list[tuple[str, os.stat_result]]":
+    """Call each_file() for the non-directories in *fd*; return its subdirectories on *device*."""
+    subdirectories = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                each_file(fd, entry)
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if st.st_dev == device:
+                subdirectories.append((entry.name, st))
+            else:
+                foreign.append(f"{path}/{entry.name}")
+    return subdirectories
+
+
+def _open_checked(
+    open_dir: "Callable[[int, str], int]", dir_fd: int, name: str, expected: os.stat_result, path: str
+) -> int:
+    """open_dir(dir_fd, name), checking it is still the directory that was listed."""
+    fd = open_dir(dir_fd, name)
+    if not os.path.samestat(os.fstat(fd), expected):
+        os.close(fd)
+        raise OSError(errno.EAGAIN, "it was replaced while being walked", path)
+    return fd
+
+
+def _climb(fd: int, expected: os.stat_result) -> int:
+    """Open ".." of *fd*, checking that it is still the directory we came from."""
+    parent = os.open("..", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=fd)
+    if not os.path.samestat(os.fstat(parent), expected):
+        os.close(parent)
+        raise OSError(errno.EAGAIN, "its parent was moved while it was being walked")
+    return parent
+
+
+# ---- atomic_write()'s steps ----------------------------------------------------
+
+
 class _AtomicWrite:
-    """atomic_write()'s steps: make the temporary, then commit or roll back."""
+    """atomic_write()'s steps: make the temporary, then commit or roll back.
+
+    State is explicit: the temporary's name is recorded before the call that
+    creates it, and forgotten once it is the target, so a rollback removes
+    exactly what is ours; the pid that entered is remembered, so that a forked
+    child leaving the block touches nothing of its parent's.
+    """
 
     def __init__(
         self,
@@ -218,41 +659,38 @@ class _AtomicWrite:
         durable: bool,
         open_kwargs: "dict[str, Any]",
     ) -> None:
-        if "w" not in mode or not set(mode) <= set("wbt"):
+        if not isinstance(mode, str):
+            raise TypeError(f"mode should be str, not {type(mode).__name__}")
+        if mode not in _WRITE_MODES:
             raise ValueError(f"atomic_write() mode must be 'w', 'wb' or 'wt', not {mode!r}")
         if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
             raise TypeError(f"perms should be int or None, not {type(perms).__name__}")
-        self._path = _fsdecode(path, "path")
+        self._shown = _shown(path, "path")
         self._mode, self._open_kwargs = mode, open_kwargs
         self._overwrite, self._perms, self._durable = overwrite, perms, durable
-        self._dir_fd = self._fd = -1  # open between __enter__ and __exit__
-        self._name = ""
-        self._temp: str | None = None  # the temporary's name while it is ours to remove
+        self._pid = 0  # the process in the block, 0 outside it
+        self._dir: _Dir | None = None
+        self._fd = -1
+        self._name = ""  # the target's name in _dir
+        self._existing: os.stat_result | None = None
+        self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
 
     def __enter__(self) -> "IO[Any]":
-        if self._dir_fd >= 0:
+        if self._pid:
             raise RuntimeError("this atomic_write() is already in use")
-        _bind_early(self._path)
-        # With overwrite=False anything at path, a dangling symlink too, is in the way.
-        target, existing = _write_through(self._path) if self._overwrite else (self._path, None)
-        if existing and not stat.S_ISREG(existing.st_mode):
-            if stat.S_ISDIR(existing.st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
-            raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it", self._path)
-        directory, self._name = os.path.split(target)
-        self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        _bind_early(self._shown)
+        self._pid = os.getpid()
+        self._temp = self._file = None  # from an earlier use of this object
         try:
-            # A new file without perms gets 0o666 less the umask from the kernel, as with open().
-            mode = 0o666 if self._perms is None and not existing else 0o600
-            self._fd, self._temp = _create_temp(self._dir_fd, self._name, mode)
-            self._set_owner_and_perms(existing)
-            # The descriptor stays ours, so a file closed in the block cannot
-            # leave a reused descriptor number to be synced and linked.
-            self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)
-        except BaseException:
-            self._rollback()
+            self._open()
+        except BaseException as e:
+            leftovers = self._rollback(e)
+            self._pid = 0
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
+        assert self._file is not None
         return self._file
 
     def __exit__(
@@ -261,77 +699,131 @@ class _AtomicWrite:
         exc: "BaseException | None",
         traceback: "TracebackType | None",
     ) -> None:
-        if exc_type is None:
-            self._commit()
-        else:
-            self._rollback()
+        try:
+            if os.getpid() != self._pid:
+                self._leave_to_parent()
+            elif exc is None:
+                self._commit()
+            else:
+                leftovers = self._rollback(exc)
+                if isinstance(exc, OSError) and not exc.filename:
+                    exc.filename = self._shown
+                    exc.strerror = _with_state(exc.strerror, _NOTHING_CHANGED + leftovers)
+        finally:
+            self._pid = 0
 
-    def _set_owner_and_perms(self, existing: "os.stat_result | None") -> None:
-        perms = self._perms
+    def _open(self) -> None:
+        # With overwrite=False anything at path, a dangling symlink too, is in the way.
+        path = os.fsdecode(self._shown)
+        target, self._existing = _write_through(path) if self._overwrite else (path, None)
+        existing = self._existing
+        if existing and not stat.S_ISREG(existing.st_mode):
+            if stat.S_ISDIR(existing.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it")
+        directory, self._name = _split(target)
+        self._dir = parent = _Dir(directory)
+        # A new file without perms gets 0o666 less the umask from the kernel, as with open().
+        mode = 0o666 if self._perms is None and not existing else 0o600
+        if _O_TMPFILE:
+            self._fd = _open_tmpfile(parent, mode)
+        if self._fd < 0:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+            self._temp = _Temporary(parent, self._name)
+            self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
+        # The descriptor stays ours, so a file closed in the block cannot
+        # leave a reused descriptor number to be synced and linked.
+        self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)
+
+    def _commit(self) -> None:
+        assert self._file is not None and self._dir is not None
+        try:
+            self._file.close()  # flushes, unless the block closed it already
+            self._set_owner_and_perms()  # after the last write, which clears setuid
+            if self._durable:
+                _fsync(self._fd)
+            if self._temp is None and not self._overwrite:
+                _link_fd(self._fd, self._dir, self._name)  # link() never replaces
+            else:
+                self._rename()
+        except BaseException as e:
+            leftovers = self._rollback(e)
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
+            raise
+        step = "closing it failed"
+        try:  # the new content is in place
+            if self._fd >= 0:  # an anonymous file linked straight to the target
+                fd, self._fd = self._fd, -1
+                os.close(fd)
+            step = "not yet durable"
+            if self._durable:
+                _sync_dirs(self._dir, self._name)
+        except OSError as e:
+            raise _failed(e, self._shown, done=f"the new content is in place, but {step}") from e
+        finally:
+            self._dir.close()
+            self._dir = None
+
+    def _set_owner_and_perms(self) -> None:
+        perms, existing = self._perms, self._existing
         if existing:
             try:
                 os.fchown(self._fd, existing.st_uid, existing.st_gid)
                 kept = 0o7777
-            except OSError:
+            except (OSError, AttributeError):  # not allowed; or Windows, which has no owners to keep
                 kept = 0o1777  # the file is the writer's now: setuid or setgid would be too
             if perms is None:
                 perms = stat.S_IMODE(existing.st_mode) & kept
         if perms is not None:
-            os.fchmod(self._fd, perms)
+            _chmod_open_file(self._fd, self._dir, self._temp, perms)
 
-    def _commit(self) -> None:
-        assert self._file is not None
-        try:
-            self._file.close()  # flushes, unless the block closed it already
-            if self._durable:
-                _fsync(self._fd)
-            self._place()
-        except BaseException:
-            self._rollback()
-            raise
-        try:
-            if self._durable:
-                _fsync(self._dir_fd)
-        except OSError as e:
-            raise _not_durable(self._path, e) from e
-        finally:
-            self._close()
+    def _rename(self) -> None:
+        """Put the file at the target through a named temporary, closed first,
+        so that a failing close() counts as a failed write."""
+        assert self._dir is not None
+        if self._temp is None:  # anonymous: give it a hidden name first
+            self._temp = _Temporary(self._dir, self._name)
+            self._temp.create(lambda name: _link_fd(self._fd, self._dir, name))  # type: ignore[arg-type]
+        fd, self._fd = self._fd, -1
+        os.close(fd)
+        assert self._temp.name is not None
+        if self._overwrite:
+            _rename(self._dir, self._temp.name, self._dir, self._name)
+        else:
+            _rename_new(self._dir, self._temp.name, self._dir, self._name)
+        self._temp.name = None  # it is the target now
 
-    def _place(self) -> None:
-        """Give the written file the target's name."""
-        try:
-            if self._temp is None and not self._overwrite:
-                _link_fd(self._fd, self._name, self._dir_fd)  # link() never overwrites
-                return
-            if self._temp is None:
-                _, self._temp = _unique_name(self._name, lambda temp: _link_fd(self._fd, temp, self._dir_fd))
-            if self._overwrite:
-                _renameat2(self._temp, self._name, 0, self._dir_fd, self._dir_fd)
-            else:
-                rename_noreplace(self._temp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            self._temp = None  # it is the target now
-        except OSError as e:
-            raise _naming(self._path, e) from e
+    def _rollback(self, exc: BaseException) -> str:
+        """Close and remove what is ours; return where anything was left, if it was."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the write is abandoned: what it could not flush no longer matters
+        leftovers = _cleanup(self._temp, exc)
+        _close(self._fd)
+        self._fd = -1
+        if self._dir is not None:
+            self._dir.close()
+            self._dir = None
+        return leftovers
 
-    def _rollback(self) -> None:
-        try:
+    def _leave_to_parent(self) -> None:
+        """In a forked child: drop the descriptors without flushing into the parent's file."""
+        if self._fd >= 0:
+            # The file object may hold data buffered before the fork, which its
+            # close would write a second time into the file the parent shares.
+            null = os.open(os.devnull, os.O_WRONLY | _O_CLOEXEC)
+            os.dup2(null, self._fd, inheritable=False)
+            os.close(null)
             if self._file is not None:
                 self._file.close()
-        except OSError:
-            pass  # the write is abandoned: what it could not flush no longer matters
-        finally:
-            if self._temp is not None:
-                try:
-                    os.unlink(self._temp, dir_fd=self._dir_fd)
-                except FileNotFoundError:
-                    pass
-            self._close()
-
-    def _close(self) -> None:
-        for fd in (self._fd, self._dir_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._fd = self._dir_fd = -1
+        _close(self._fd)
+        self._fd = -1
+        if self._dir is not None:
+            self._dir.close()
+            self._dir = None
 
 
 def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
@@ -347,112 +839,82 @@ def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
         return path, None
 
 
+def _chmod_open_file(fd: int, parent: "_Dir | None", temp: "_Temporary | None", perms: int) -> None:
+    """fchmod(), or where os has none (Windows before Python 3.13), chmod() of the named temporary."""
+    if hasattr(os, "fchmod") or temp is None or temp.name is None or parent is None:
+        os.fchmod(fd, perms)
+    else:
+        os.chmod(parent.at(temp.name), perms)
+
+
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux 3.11 and later
 if _O_TMPFILE and not os.path.isdir("/proc/self/fd"):
     _O_TMPFILE = 0  # such a file is linked in through /proc/self/fd
 
 
-def _create_temp(dir_fd: int, name: str, mode: int) -> "tuple[int, str | None]":
-    """A new file open for writing in *dir_fd*, and its name if it has one.
-
-    Anonymous (O_TMPFILE) where the kernel and the filesystem can make it: a
-    crash while writing then leaves nothing behind.
-    """
-    if _O_TMPFILE:
-        try:
-            return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd), None
-        except OSError as e:
-            # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
-                raise
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    return _unique_name(name, lambda temp: os.open(temp, flags, mode, dir_fd=dir_fd))
+def _open_tmpfile(parent: "_Dir", mode: int) -> int:
+    """An anonymous file in *parent*, which a crash cannot leave behind; -1
+    where the filesystem cannot make one."""
+    try:
+        return os.open(".", _O_TMPFILE | os.O_WRONLY | _O_CLOEXEC, mode, dir_fd=parent.fd)
+    except OSError as e:
+        # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
+            raise
+        return -1
 
 
-def _link_fd(fd: int, name: str, dir_fd: int) -> None:
-    """Give the O_TMPFILE file *fd* the name *name* in *dir_fd*."""
+def _link_fd(fd: int, parent: "_Dir", name: str) -> None:
+    """Give the O_TMPFILE file *fd* the name *name* in *parent*."""
     # With a dir fd os.link() calls linkat() with AT_SYMLINK_FOLLOW, which
     # follows /proc's link to the open file; a plain link() would not.
-    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=parent.fd)
 
 
-def _unique_name(path: str, create: "Callable[[str], _T]") -> "tuple[_T, str]":
-    """Call create() with hidden names beside *path* until one is free.
-
-    The name, .NAME.RANDOM.tmp, says what a leftover was meant to become.
-    """
-    directory, name = os.path.split(path)
-    while len(os.fsencode(name)) > 200:  # the name gains 18 bytes; NAME_MAX is 255
-        name = name[:-1]
-    while True:
-        temp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
-        try:
-            return create(temp), temp
-        except FileExistsError:
-            continue
-
-
-def _fsync(fd: int) -> None:
-    if sys.platform == "darwin":
-        import fcntl
-
-        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)  # fsync() on macOS stops at the drive's cache
-    else:
-        os.fsync(fd)
-
-
-def _fsync_path(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except PermissionError:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # a write-only file: fsync takes either
-    try:
-        _fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _not_durable(path: str, e: OSError) -> OSError:
-    return OSError(e.errno, f"{path!r} has its new content, but it is not yet durable: {e.strerror}", path)
-
-
-def _naming(path: str, e: OSError) -> OSError:
-    """*e* again, naming the user's *path* rather than a temporary."""
-    return OSError(e.errno, e.strerror, path)
-
-
-def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
-    """Build a directory in private, then publish it at *path* all at once.
-
-        with atomic_dir("public/site") as staging:
-            (staging / "index.html").write_text(html)
-
-    Yields a fresh, empty staging directory beside *path*, as an absolute
-    pathlib.Path. Leaving the block normally fsyncs every file and directory
-    staged (when *durable*), then publishes the tree at *path* with replace(),
-    or with rename_noreplace() when overwrite=False (FileExistsError if *path*
-    exists). An exception, in the block or while publishing, leaves *path*
-    untouched and removes the staging directory. A symlink at *path* is
-    replaced like anything else, not followed: to repoint one, use symlink().
-    """
-    return _AtomicDir(_fsdecode(path, "path"), overwrite, durable)
+# ---- atomic_dir()'s steps ------------------------------------------------------
 
 
 class _AtomicDir:
-    """atomic_dir()'s steps: make the staging directory, then publish or remove it."""
+    """atomic_dir()'s steps: make the staging directory, then publish or remove it.
 
-    def __init__(self, path: str, overwrite: bool, durable: bool) -> None:
-        # Absolute, so that a chdir in the block changes nothing, and without
-        # a trailing slash, which would put the staging directory inside path.
-        self._path, self._overwrite, self._durable = os.path.abspath(path), overwrite, durable
-        self._staging = ""
+    The parent is held from __enter__ to the end, so the staging directory,
+    the publication and the cleanup all happen in the directory the kernel
+    resolved once; state is explicit, as in _AtomicWrite.
+    """
+
+    def __init__(self, path: "StrOrBytesPath", overwrite: bool, durable: bool) -> None:
+        self._shown = _shown(path, "path")
+        self._overwrite, self._durable = overwrite, durable
+        self._directory, self._name = _split(self._shown)
+        _refuse_dot(self._shown)
+        self._pid = 0
+        self._dir: _Dir | None = None
+        self._staging: _Temporary | None = None
 
     def __enter__(self) -> "Path":
         from pathlib import Path
 
-        _bind_early(self._path)
-        _, self._staging = _unique_name(self._path, os.mkdir)
-        return Path(self._staging)
+        if self._pid:
+            raise RuntimeError("this atomic_dir() is already in use")
+        _bind_early(self._shown)
+        self._pid = os.getpid()
+        try:
+            # Absolute without normalising, so that "link/.." stays as the
+            # kernel resolves it, and a chdir in the block changes nothing.
+            self._directory = os.path.join(os.getcwd(), self._directory)
+            self._dir = parent = _Dir(self._directory)
+            if self._overwrite:
+                _refuse_what_only_an_exchange_could_replace(parent, self._name)
+            self._staging = _Temporary(parent, self._name, directory=True)
+            self._staging.create(lambda name: os.mkdir(parent.at(name), dir_fd=parent.fd))
+        except BaseException as e:
+            leftovers = _cleanup(self._staging, e)
+            self._close()
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
+            raise
+        assert self._staging.name is not None
+        return Path(self._directory, self._staging.name)
 
     def __exit__(
         self,
@@ -460,90 +922,436 @@ class _AtomicDir:
         exc: "BaseException | None",
         traceback: "TracebackType | None",
     ) -> None:
-        if exc_type is not None:
-            _remove_staging(self._staging)
+        try:
+            if os.getpid() != self._pid:
+                pass  # a forked child: the staging tree is its parent's
+            elif exc is not None:
+                _cleanup(self._staging, exc)
+            else:
+                self._commit()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self._dir is not None:
+            self._dir.close()
+        self._dir, self._pid = None, 0
+
+    def _commit(self) -> None:
+        staging, parent = self._staging, self._dir
+        assert staging is not None and staging.name is not None and parent is not None
+        try:
+            if self._durable:
+                _sync_tree(parent, staging.name)
+            exchanged = self._publish(parent, staging.name)
+        except BaseException as e:
+            leftovers = _cleanup(staging, e)
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
+            raise
+        location = os.path.join(self._directory, staging.name)
+        problems = _after_put(exchanged, parent, staging.name, location, parent, self._name, self._durable)
+        staging.name = None  # the tree is published; what is left at its name is reported
+        if problems:
+            raise _in_place_but(problems, self._shown)
+
+    def _publish(self, parent: "_Dir", staging: str) -> bool:
+        """Put the staged tree at the target; True if the old one is at *staging* now."""
+        if self._overwrite:
+            return _put(parent, staging, parent, self._name)
+        try:
+            _renameat2(parent.at(staging), parent.at(self._name), RENAME_NOREPLACE, parent.fd, parent.fd)
+        except OSError as e:
+            if e.errno not in _FLAG_UNSUPPORTED:
+                raise
+            # The filesystem cannot rename without replacing: claim the name
+            # with mkdir(), which never replaces, then rename over that.
+            os.mkdir(parent.at(self._name), 0o700, dir_fd=parent.fd)
+            try:
+                _rename(parent, staging, parent, self._name)
+            except BaseException:
+                try:
+                    os.rmdir(parent.at(self._name), dir_fd=parent.fd)
+                except OSError:
+                    pass  # no longer empty: someone else's now
+                raise
+        return False
+
+
+def _refuse_what_only_an_exchange_could_replace(parent: "_Dir", name: str) -> None:
+    """ENOTSUP now, before anything is staged, where the platform cannot
+    exchange and *name* holds what no rename can put a directory over: on
+    Windows anything, elsewhere anything but an empty directory."""
+    if _cannot_exchange is None:
+        return
+    try:
+        st = os.stat(parent.at(name), dir_fd=parent.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if sys.platform != "win32" and stat.S_ISDIR(st.st_mode) and _is_empty(parent, name):
+        return
+    raise OSError(errno.ENOTSUP, f"only an atomic exchange could replace what is there: {_cannot_exchange}")
+
+
+def _is_empty(parent: "_Dir", name: str) -> bool:
+    fd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=parent.fd)
+    try:
+        with os.scandir(fd) as entries:
+            return next(entries, None) is None
+    finally:
+        os.close(fd)
+
+
+# ---- Durability -----------------------------------------------------------------
+
+
+def _sync_tree(parent: "_Dir", name: str) -> None:
+    """Make the tree *name* in *parent* durable: one syncfs() of its filesystem
+    where the platform has it (it opens nothing inside the tree, so it also
+    covers what the caller made unreadable), else an fsync of every file and
+    directory in it (of every file on Windows, which cannot open a directory)."""
+    if parent.fd is None:
+        for directory, _, files in os.walk(parent.at(name)):
+            for file in files:
+                fd = os.open(os.path.join(directory, file), os.O_RDWR | _O_BINARY)
+                try:
+                    _fsync(fd)  # FlushFileBuffers needs a handle open for writing
+                finally:
+                    os.close(fd)
+        return
+    fd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=parent.fd)
+    try:
+        _syncfs(fd)
+        return
+    except OSError as e:
+        if e.errno != errno.ENOTSUP:
+            raise
+    finally:
+        os.close(fd)
+    _walk(parent.fd, name, _open_to_sync, _fsync_file, _fsync_dir, [])
+
+
+def _open_to_sync(dir_fd: int, name: str) -> int:
+    return _open_for_sync(dir_fd, name, _O_DIRECTORY)
+
+
+def _fsync_file(fd: int, entry: "os.DirEntry[str]") -> None:
+    if entry.is_file(follow_symlinks=False):
+        synced = _open_for_sync(fd, entry.name, 0)
+        try:
+            _fsync(synced)
+        finally:
+            os.close(synced)
+
+
+def _fsync_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
+    _fsync(fd)
+
+
+def _open_for_sync(dir_fd: "int | None", name: str, kind: int) -> int:
+    """Open *name* to fsync it, even if its owner made it unreadable.
+
+    Never for writing, which a directory refuses; an unreadable entry is made
+    readable for the open and its mode restored through the descriptor, so
+    the fsync records the mode too.
+    """
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY | kind
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        if dir_fd is None:  # Windows: a read-only file opens for reading; this is another refusal
+            raise
+        mode = stat.S_IMODE(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        os.chmod(name, mode | 0o400, dir_fd=dir_fd)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+        os.fchmod(fd, mode)
+        return fd
+
+
+def _sync_file(parent: "_Dir", name: str) -> None:
+    """fsync *name* if it is a regular file (before a rename moves it)."""
+    try:
+        st = os.stat(parent.at(name), dir_fd=parent.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return  # the rename will say so
+    if stat.S_ISREG(st.st_mode):
+        if parent.fd is None:  # Windows: FlushFileBuffers needs a handle open for writing
+            fd = os.open(parent.at(name), os.O_RDWR | _O_BINARY)
+        else:
+            fd = _open_for_sync(parent.fd, name, 0)
+        try:
+            _fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sync_dirs(parent: "_Dir", entry: str, *others: "_Dir") -> None:
+    """fsync the directory *parent*, and each of *others* that is another one.
+
+    A directory held without read permission (-wx, opened O_PATH) cannot be
+    fsynced: then its filesystem is synced once, with syncfs(), through
+    *entry*, which the job has just put in *parent*. Windows cannot open a
+    directory at all: there no directory is synced.
+    """
+    synced: list[os.stat_result] = []
+    for held in (parent, *others):
+        if held.fd is None:
+            continue
+        st = os.fstat(held.fd)
+        if any(os.path.samestat(st, other) for other in synced):
+            continue
+        synced.append(st)
+        try:
+            _fsync(held.fd)
+        except OSError as e:
+            if e.errno != errno.EBADF or not _O_PATH:
+                raise
+            flags = os.O_RDONLY | _O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
+            through = os.open(entry.rstrip("/"), flags, dir_fd=parent.fd)
+            try:
+                _syncfs(through)  # one filesystem: it covers every directory here
+            finally:
+                os.close(through)
+            return
+
+
+# ---- Paths, temporaries and errors -----------------------------------------------
+
+# How many hidden names to try before giving up: each is 48 random bits.
+_NAME_ATTEMPTS = 100
+_NOTHING_CHANGED = "nothing was changed"
+# What atomic_write() writes through: text and binary, never reading or appending.
+_WRITE_MODES = ("w", "wt", "tw", "wb", "bw")
+
+
+class _Temporary:
+    """A hidden name beside a target, .NAME.RANDOM.tmp, that this job owns.
+
+    The name is recorded before the call that creates it, so that an
+    interrupt between that call and the next line cannot leave it behind;
+    cleanup removes what is recorded and ignores ENOENT. Set name to None
+    once it is no longer ours (it became the target).
+    """
+
+    def __init__(self, parent: "_Dir", target: str, directory: bool = False) -> None:
+        self.parent, self.target, self.directory = parent, target, directory
+        self.name: str | None = None
+
+    def create(self, make: "Callable[[str], _T]") -> "_T":
+        target = self.target.rstrip("/")
+        while len(os.fsencode(target)) > 200:  # the name gains 18 bytes; NAME_MAX is 255
+            target = target[:-1]
+        for _ in range(_NAME_ATTEMPTS):
+            self.name = f".{target}.{os.urandom(6).hex()}.tmp"
+            try:
+                return make(self.name)
+            except FileExistsError:
+                self.name = None  # someone else's
+        raise FileExistsError(errno.EEXIST, f"no free temporary name in {_NAME_ATTEMPTS} tries")
+
+    def remove(self) -> None:
+        if self.name is None:
+            return
+        if self.directory:
+            _remove_tree(self.parent, self.name)
+        else:
+            try:
+                os.unlink(self.parent.at(self.name), dir_fd=self.parent.fd)
+            except FileNotFoundError:
+                pass
+        self.name = None
+
+
+def _cleanup(temp: "_Temporary | None", exc: "BaseException | None" = None) -> str:
+    """Remove *temp*; if that fails, say so on *exc* and return where it is left.
+
+    Never raises: the exception that made us clean up is the one to report.
+    """
+    if temp is None or temp.name is None:
+        return ""
+    try:
+        temp.remove()
+        return ""
+    except OSError as e:
+        note = f"{temp.name!r} is left behind: removing it failed: {e}"
+        if exc is not None:
+            _add_note(exc, note)
+        return f"; but {note}"
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)  # Python 3.11
+    if add_note is not None:
+        add_note(note)
+    else:
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010 (before 3.11)
+
+
+def _failed(
+    e: OSError,
+    shown: "str | bytes",
+    shown2: "str | bytes | None" = None,
+    *,
+    done: "str | None" = None,
+    leftovers: str = "",
+) -> OSError:
+    """The one way a job reports a failure: *e*'s errno and message, the
+    caller's path(s) as spelled, never a temporary, and what changed: *done*
+    if anything did, else that nothing did."""
+    done = done or getattr(e, "done", None)
+    if getattr(e, "about_dst", False):  # a refusal that concerns the destination alone
+        shown, shown2 = shown2 if shown2 is not None else shown, None
+    strerror = e.strerror or os.strerror(e.errno or 0)
+    if e.errno == errno.EXDEV and "(" not in strerror:  # os.replace()'s, unexplained
+        strerror += f" ({_EXPLANATIONS[errno.EXDEV]})"
+    return OSError(
+        e.errno, _with_state(strerror, (done or _NOTHING_CHANGED) + leftovers), shown, None, shown2
+    )
+
+
+def _in_place_but(
+    problems: "list[tuple[OSError, str]]",
+    shown: "str | bytes",
+    shown2: "str | bytes | None" = None,
+    done: str = "the new content is in place",
+) -> OSError:
+    """The error for a job whose change is made, though not all went well."""
+    first = problems[0][0]
+    error = _failed(first, shown, shown2, done=f"{done}, but " + " and ".join(what for _, what in problems))
+    error.__cause__ = first
+    return error
+
+
+def _with_state(strerror: "str | None", state: str) -> str:
+    return f"{strerror}; {state}"
+
+
+def _quote(path: "str | bytes") -> str:
+    return repr(os.fsdecode(path))
+
+
+def _shown(path: "StrOrBytesPath", name: str) -> "str | bytes":
+    """*path* as the caller spelled it, for errors; TypeError or ValueError naming *name*."""
+    _fsencode(path, name)
+    return os.fspath(path)
+
+
+def _split(path: "str | bytes") -> "tuple[str, str]":
+    """(directory, last component) of *path*, as str, for *at() calls.
+
+    Lexical only where that is exact: the directory keeps every symlink and
+    "..", so the kernel resolves it as it would the whole path. A trailing
+    slash stays on the name, where it means "a directory" to the kernel.
+    """
+    path = os.fsdecode(path)
+    stripped = path.rstrip("/")
+    directory, name = os.path.split(stripped)
+    return directory or ("/" if path.startswith("/") else "."), name + path[len(stripped) :]
+
+
+def _refuse_dot(shown: "str | bytes") -> None:
+    """EINVAL for a path that names no replaceable entry: ".", ".." or "/"."""
+    name = _split(shown)[1].rstrip("/")
+    if name in ("", ".", ".."):
+        message = "a path ending in '.', '..' or naming '/' cannot be replaced; " + _NOTHING_CHANGED
+        raise OSError(errno.EINVAL, message, shown)
+
+
+# Flags that not every platform has: Windows has no O_CLOEXEC (O_NOINHERIT
+# there), O_DIRECTORY, O_NOFOLLOW nor O_NONBLOCK, and wants O_BINARY.
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory held without read permission
+
+
+class _Dir:
+    """A directory held for the length of a job.
+
+    By descriptor where the platform has *at() calls, so that every step
+    happens in the directory the kernel resolved once, even if it is renamed
+    meanwhile; by O_PATH where it may be searched but not read (-wx). By path
+    on Windows, which can neither open a directory nor take dir_fd.
+    """
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, path: str, dir_fd: "int | None" = None) -> None:
+        self.path, self.fd = path, None
+        if os.open not in os.supports_dir_fd:
+            if dir_fd is not None:
+                raise NotImplementedError("dir_fd unavailable on this platform")
             return
         try:
-            if self._durable:
-                _fsync_tree(self._staging)
-            old_is_at_staging = self._publish()
-        except BaseException:
-            _remove_staging(self._staging)
-            raise
-        try:
-            if self._durable:
-                _fsync_path(os.path.dirname(self._path))
-        except OSError as e:
-            raise _not_durable(self._path, e) from e
-        finally:
-            if old_is_at_staging:
-                _remove_old(self._staging, self._path)
+            self.fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dir_fd)
+        except PermissionError:
+            if not _O_PATH:
+                raise
+            self.fd = os.open(path, _O_PATH | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dir_fd)
 
-    def _publish(self) -> bool:
+    def at(self, name: str) -> str:
+        """*name* as os functions take it along with dir_fd=self.fd."""
+        return name if self.fd is not None else os.path.join(self.path, name)
+
+    def holds_directory(self, name: str) -> bool:
+        """Whether *name* is a directory here (a symlink to one is not)."""
         try:
-            if self._overwrite:
-                return _put(self._staging, self._path)
-            rename_noreplace(self._staging, self._path)
+            return stat.S_ISDIR(os.stat(self.at(name), dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except OSError:
             return False
-        except OSError as e:
-            raise _naming(self._path, e) from e
+
+    def close(self) -> None:
+        if self.fd is not None:
+            _close(self.fd)
 
 
-def _fsync_tree(directory: str) -> None:
-    """fsync every regular file and directory in *directory*, then itself."""
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                _fsync_tree(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                _fsync_path(entry.path)
-    _fsync_path(directory)
+def _close(*fds: int) -> None:
+    """Close descriptors whose close cannot lose data: directories, and files
+    whose data is abandoned. A file whose data counts is closed with os.close()
+    at the step where its failure can still be reported."""
+    for fd in fds:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
-def _remove_staging(path: str) -> None:
-    """Remove a staging tree, whatever modes the block gave its directories."""
-    import shutil
+# ---- The platform layer -----------------------------------------------------------
+# The jobs reach the kernel through a few primitives: _renameat2() (a rename
+# with RENAME_EXCHANGE or RENAME_NOREPLACE), _rename() (a plain rename that
+# replaces), _link(), _fsync(), _syncfs(), and _Dir (a directory held for the
+# length of a job). Each is chosen once per platform, on first use, from the
+# tables below; what a platform lacks, its primitive raises as ENOTSUP.
 
-    try:
-        shutil.rmtree(path)
-    except PermissionError:
-        os.chmod(path, 0o700)
-        for directory, subdirectories, _ in os.walk(path):
-            for name in subdirectories:
-                if not os.path.islink(os.path.join(directory, name)):
-                    os.chmod(os.path.join(directory, name), 0o700)
-        shutil.rmtree(path)
-
-
-def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True) -> None:
-    """Make *link_path* a symlink to *target*, atomically repointing an old one.
-
-    The new link is made under a hidden name beside *link_path* and renamed
-    over it, so readers find the old link or the new one, never none. A file
-    at *link_path* is replaced too; a directory is not (IsADirectoryError).
-    overwrite=False is os.symlink(): FileExistsError if *link_path* exists.
-    """
-    target, link_path = _fsdecode(target, "target"), _fsdecode(link_path, "link_path")
-    if not overwrite:
-        os.symlink(target, link_path)
-        return
-    _bind_early(link_path)
-    _, temp = _unique_name(link_path, lambda temp: os.symlink(target, temp))
-    try:
-        _renameat2(temp, link_path, 0)
-    except OSError as e:
-        os.unlink(temp)
-        raise _naming(link_path, e) from e
-    except BaseException:
-        os.unlink(temp)
-        raise
-
-
-# The binding: every public function reaches the kernel through _renameat2().
-# The C function is looked up on the first call and cached in _binding, so that
-# importing this module never loads ctypes.
+# A rename with flags, per sys.platform: the C library and function, its
+# AT_FDCWD, and its flags for ours. Linux <linux/fs.h> and FreeBSD 15.1
+# <fcntl.h> (AT_RENAME_NOREPLACE 0x1, AT_RENAME_EXCHANGE 0x2) use our values;
+# macOS <stdio.h> has RENAME_SWAP and RENAME_EXCL. Android is Linux.
+_NATIVE = {
+    "linux": (None, "renameat2", -100, None),
+    "android": (None, "renameat2", -100, None),
+    "darwin": (
+        "/usr/lib/libSystem.B.dylib",
+        "renameatx_np",
+        -2,
+        {RENAME_EXCHANGE: RENAME_SWAP, RENAME_NOREPLACE: RENAME_EXCL},
+    ),
+    "freebsd": ("libc.so.7", "renameat2", -100, None),
+}
+# Where the function is missing, what is needed for it.
+_NEEDS = {
+    "darwin": "renameatx_np() is missing: macOS 10.12 or later is needed",
+    "freebsd": "renameat2() is missing: FreeBSD 15.1 or later is needed",
+}
+_NO_EXCHANGE = {
+    "win32": "Windows cannot exchange two names atomically (only the deprecated Transactional NTFS could)",
+}
 
 _binding: "_Binding | None" = None
+_cannot_exchange: "str | None" = None  # why, once bound, where the platform cannot
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 _C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
@@ -557,9 +1365,9 @@ def _renameat2(
     second_dir_fd: "int | None" = None,
     names: "tuple[str, str]" = ("first", "second"),
 ) -> None:
-    """Rename *first* to *second* with Linux *flags*; raise OSError naming both.
-
-    *names* are the caller's parameter names, for TypeError and ValueError.
+    """Rename *first* to *second* with *flags* (RENAME_EXCHANGE or
+    RENAME_NOREPLACE); raise OSError naming both, ENOTSUP where the platform
+    cannot. *names* are the caller's parameter names, for TypeError and ValueError.
     """
     # str, the common case, is encoded inline: two calls to _fsencode would
     # cost 5% of the system call itself.
@@ -571,32 +1379,51 @@ def _renameat2(
     if first_dir_fd is not None or second_dir_fd is not None:
         _check_dir_fd(first_dir_fd, names[0])
         _check_dir_fd(second_dir_fd, names[1])
-    call, at_fdcwd = _binding or _bind(first, second)
-    if call(
-        at_fdcwd if first_dir_fd is None else first_dir_fd,
-        old,
-        at_fdcwd if second_dir_fd is None else second_dir_fd,
-        new,
-        flags,
-    ):
+    call, at_fdcwd = _binding or _bind()
+    try:
+        failed = call(
+            at_fdcwd if first_dir_fd is None else first_dir_fd,
+            old,
+            at_fdcwd if second_dir_fd is None else second_dir_fd,
+            new,
+            flags,
+        )
+    except OSError as e:  # a binding without a C function raises instead
+        raise OSError(e.errno, e.strerror, os.fspath(first), None, os.fspath(second)) from None
+    if failed:
         raise _rename_error(flags, first, second)
+
+
+def _rename(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
+    """A plain rename that replaces what is at *dst*, where rename(2) can.
+
+    Windows cannot replace a directory, nor put anything over one: that is
+    ENOTSUP there, as it is for what only an exchange could do elsewhere.
+    """
+    try:
+        os.replace(src_dir.at(src), dst_dir.at(dst), src_dir_fd=src_dir.fd, dst_dir_fd=dst_dir.fd)
+    except PermissionError:
+        if sys.platform != "win32" or not (src_dir.holds_directory(src) or dst_dir.holds_directory(dst)):
+            raise
+        raise OSError(
+            errno.ENOTSUP, "Windows cannot replace a directory, nor put anything over one"
+        ) from None
 
 
 def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
     """*path* as the kernel takes it; TypeError or ValueError naming *name*."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{name} should be str, bytes or os.PathLike, not {type(path).__name__}")
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError as e:  # __fspath__ returned something else
+        raise TypeError(f"{name}: {e}") from None
     # Exact bytes, so that no subclass's __contains__ can hide a NUL from the
     # check: ctypes would cut the path there.
     encoded = str.encode(path, _FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else bytes(path)
     if 0 in encoded:
         raise ValueError(f"{name}: embedded null byte")
     return encoded
-
-
-def _fsdecode(path: "StrOrBytesPath", name: str) -> str:
-    return os.fsdecode(_fsencode(path, name))
 
 
 def _check_dir_fd(fd: object, name: str) -> None:
@@ -611,12 +1438,15 @@ def _check_dir_fd(fd: object, name: str) -> None:
 
 # What an errno means for a rename with these flags, beyond its strerror.
 _EXPLANATIONS = {
-    errno.EXDEV: "the two paths are on different filesystems",
+    errno.EXDEV: (
+        "the two paths are on different mounts: different filesystems, two mounts of one"
+        " (bind mounts), or on overlayfs a directory from a lower layer (without redirect_dir=on)"
+    ),
     errno.ENOSYS: "the kernel has no renameat2; Linux 3.15 or later is needed",
     errno.ENOTSUP: "this filesystem does not support {operation}",
     errno.EINVAL: (
         "{operation} is not supported by this filesystem (NFS, FUSE, 9p, ...) or kernel"
-        " (Linux before 3.15), or a directory would move inside itself"
+        " (Linux before 3.15, WSL1), or a directory would move inside itself"
     ),
 }
 _OPERATIONS = {
@@ -628,41 +1458,109 @@ _OPERATIONS = {
 def _rename_error(flags: int, first: "StrOrBytesPath", second: "StrOrBytesPath") -> OSError:
     import ctypes  # loaded by _bind() already
 
-    err = ctypes.get_errno()
+    return _c_error(ctypes.get_errno(), first, second, flags)
+
+
+def _c_error(err: int, first: "StrOrBytesPath", second: "StrOrBytesPath | None", flags: int = 0) -> OSError:
+    """The OSError for a C call that set errno *err*, naming the paths as os does."""
     message = os.strerror(err)
     explanation = _EXPLANATIONS.get(err)
-    if explanation and flags in _OPERATIONS:
-        message += f" ({explanation.format(operation=_OPERATIONS[flags])})"
-    elif err == errno.EINVAL:
-        message += " (a directory would move inside itself)"
-    return OSError(err, message, os.fspath(first), None, os.fspath(second))  # as os.rename does
+    # What a call without flags got EINVAL or ENOTSUP for, the kernel does not say.
+    if explanation and (flags in _OPERATIONS or err not in (errno.EINVAL, errno.ENOTSUP)):
+        message += f" ({explanation.format(operation=_OPERATIONS.get(flags))})"
+    second = None if second is None else os.fspath(second)
+    return OSError(err, message, os.fspath(first), None, second)  # as os.rename does
 
 
-def _bind(first: "StrOrBytesPath | None" = None, second: "StrOrBytesPath | None" = None) -> "_Binding":
-    """Find the platform's C rename function with flags and cache it.
+def _system() -> str:
+    """sys.platform without a version: FreeBSD's is freebsd14, freebsd15, ..."""
+    return "freebsd" if sys.platform.startswith("freebsd") else sys.platform
 
-    *first* and *second* name the paths in the error on other platforms.
+
+def _bind() -> "_Binding":
+    """Find the platform's rename with flags and cache it in _binding.
+
+    Where there is none, the binding raises ENOTSUP for an exchange; for a
+    rename without replacing it does what the platform can (os.rename() on
+    Windows, which never replaces), else raises ENOTSUP too, for the jobs'
+    link() fallback. ctypes is imported only where there is a C function.
     """
     global _binding
-    binder = _BINDERS.get(sys.platform)
-    if binder is None:
-        message = f"atomicswap needs Linux or macOS to rename atomically; this is {sys.platform!r}"
-        first, second = (None if path is None else os.fspath(path) for path in (first, second))
-        raise OSError(errno.ENOTSUP, message, first, None, second)
-    import ctypes
-
-    _binding = binder(ctypes)
+    system = _system()
+    native = _NATIVE.get(system)
+    binding = None
+    if native is not None:
+        try:
+            import ctypes
+        except ImportError:
+            ctypes = None  # type: ignore[assignment]
+        if ctypes is not None:
+            binding = _bind_native(ctypes, system, *native)
+    global _cannot_exchange
+    _cannot_exchange = None if binding else _why_no_exchange(system)
+    _binding = binding or (_portable(system), -100)
     return _binding
 
 
-def _bind_early(path: str) -> None:
+def _bind_native(
+    ctypes: "Any",
+    system: str,
+    library: "str | None",
+    name: str,
+    at_fdcwd: int,
+    flags: "dict[int, int] | None",
+) -> "_Binding | None":
+    libc = _open_libc(ctypes, library)
+    try:
+        function = libc[name]
+    except AttributeError:
+        if system not in ("linux", "android"):
+            return None
+        return _bind_syscall(ctypes, libc), at_fdcwd  # a C library older than the kernel
+    # No argtypes: ctypes' default conversions (int to int, bytes to char *) are
+    # exactly the prototype, and _renameat2 has already checked types and
+    # ranges; argtypes would check them again at 70 ns an argument, 8% of the call.
+    function.restype = ctypes.c_int
+    if flags is None:
+        return function, at_fdcwd
+
+    def call(old_fd: int, old: bytes, new_fd: int, new: bytes, ours: int) -> int:
+        return function(old_fd, old, new_fd, new, flags[ours])  # type: ignore[no-any-return]
+
+    return call, at_fdcwd
+
+
+def _why_no_exchange(system: str) -> str:
+    default = f"{sys.platform!r} has no atomic exchange of two names"
+    return (
+        _NO_EXCHANGE.get(system)
+        or _NEEDS.get(system)
+        or default + " (Linux, macOS and FreeBSD 15.1 have one)"
+    )
+
+
+def _portable(system: str) -> "Callable[[int, bytes, int, bytes, int], int]":
+    """The rename with flags of a platform that has none: ENOTSUP, but for
+    Windows' rename, which never replaces."""
+    why = _why_no_exchange(system)
+
+    def call(old_fd: int, old: bytes, new_fd: int, new: bytes, flags: int) -> int:
+        if flags == RENAME_NOREPLACE and system == "win32":
+            os.rename(old, new)
+            return 0
+        raise OSError(errno.ENOTSUP, f"{os.strerror(errno.ENOTSUP)} ({why})")
+
+    return call
+
+
+def _bind_early(path: "StrOrBytesPath") -> None:
     """Bind before making a temporary that a rename will move to *path*.
 
     The first binding imports ctypes, milliseconds during which a crash
     would leave the temporary behind if they fell just before the rename.
     """
     if _binding is None:
-        _bind(path)
+        _bind()
 
 
 def _open_libc(ctypes: "Any", name: "str | None") -> "Any":
@@ -671,10 +1569,84 @@ def _open_libc(ctypes: "Any", name: "str | None") -> "Any":
     return ctypes.CDLL(name, use_errno=True)
 
 
-# Linux AT_FDCWD is -100; the number of the renameat2 system call per
+# Other C functions of Linux's C library, looked up on first use.
+_c_functions: "dict[str, Any]" = {}
+
+
+def _linux_function(name: str) -> "Any":
+    """Linux's C library's *name*, bound with an int result; None elsewhere,
+    or where the C library has none."""
+    if sys.platform not in ("linux", "android"):
+        return None
+    if name not in _c_functions:
+        import ctypes
+
+        try:
+            function = _open_libc(ctypes, None)[name]
+            function.restype = ctypes.c_int
+        except AttributeError:
+            function = None
+        _c_functions[name] = function
+    return _c_functions[name]
+
+
+def _syncfs(fd: int) -> None:
+    """Sync the whole filesystem *fd* is on, and report its writeback errors
+    (Linux 5.8 and later); ENOTSUP where the platform has no syncfs()."""
+    call = _linux_function("syncfs")
+    if call is None:
+        raise OSError(errno.ENOTSUP, "this platform has no syncfs()")
+    if call(fd):
+        import ctypes
+
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def _link(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
+    """link() that never follows a symlink at *src*, as rename() would not.
+
+    os.link(follow_symlinks=False) does this on CPython, but PyPy passes
+    AT_SYMLINK_NOFOLLOW, which Linux's linkat() rejects: there linkat() is
+    called with no flags, through ctypes.
+    """
+    call = _linux_function("linkat")
+    if call is None:
+        os.link(
+            src_dir.at(src),
+            dst_dir.at(dst),
+            src_dir_fd=src_dir.fd,
+            dst_dir_fd=dst_dir.fd,
+            follow_symlinks=False,
+        )
+        return
+    at_fdcwd = _NATIVE["linux"][2]
+    src_fd = at_fdcwd if src_dir.fd is None else src_dir.fd
+    dst_fd = at_fdcwd if dst_dir.fd is None else dst_dir.fd
+    if call(src_fd, _fsencode(src, "src"), dst_fd, _fsencode(dst, "dst"), 0):
+        import ctypes
+
+        raise _c_error(ctypes.get_errno(), src, dst)
+
+
+def _fsync(fd: int) -> None:
+    """The one file and directory sync. macOS's fsync() stops at the drive's
+    cache: F_FULLFSYNC goes through it, where the filesystem supports it
+    (SMB and FAT answer ENOTSUP or EINVAL; then fsync() is all there is)."""
+    if sys.platform == "darwin":
+        import fcntl
+
+        try:
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EINVAL):
+                raise
+    os.fsync(fd)
+
+
+# The number of the renameat2 system call per
 # (architecture, userland ABI), from the kernel's syscall tables
 # (arch/*/entry/syscalls/*.tbl, arch/*/kernel/syscalls/*.tbl, asm-generic/unistd.h).
-_LINUX_AT_FDCWD = -100
 _SYS_renameat2 = {
     ("x86", "64"): 316,
     ("x86", "x32"): 0x40000000 | 316,  # __X32_SYSCALL_BIT
@@ -694,6 +1666,7 @@ _SYS_renameat2 = {
     ("sparc", "64"): 345,
     ("sparc", "32"): 345,
 }
+
 # Prefixes of the machine names Linux reports (os.uname().machine): i686, armv7l,
 # aarch64_be, riscv64, ppc64le, mips64, sparc64, ...
 _ARCHITECTURES = (
@@ -711,19 +1684,6 @@ _ARCHITECTURES = (
     ("mips", "mips"),
     ("sparc", "sparc"),
 )
-
-
-def _bind_linux(ctypes: "Any") -> "_Binding":
-    libc = _open_libc(ctypes, None)  # the C library Python runs on: glibc, musl, ...
-    try:
-        renameat2 = libc["renameat2"]  # glibc 2.28 and later
-    except AttributeError:
-        return _bind_syscall(ctypes, libc), _LINUX_AT_FDCWD
-    # No argtypes: ctypes' default conversions (int to int, bytes to char *) are
-    # exactly renameat2's prototype, and _renameat2 has already checked types and
-    # ranges; argtypes would check them again at 70 ns an argument, 8% of the call.
-    renameat2.restype = ctypes.c_int
-    return renameat2, _LINUX_AT_FDCWD
 
 
 def _bind_syscall(ctypes: "Any", libc: "Any") -> "Callable[[int, bytes, int, bytes, int], int]":
@@ -769,45 +1729,268 @@ def _syscall_number(machine: str, pointer_bits: int, multiarch: str) -> int:
         ) from None
 
 
-def _bind_darwin(ctypes: "Any") -> "_Binding":
-    renameatx_np = _open_libc(ctypes, "/usr/lib/libSystem.B.dylib")["renameatx_np"]
-    renameatx_np.restype = ctypes.c_int  # no argtypes, as for Linux renameat2
-    darwin_flags = {0: 0, RENAME_EXCHANGE: RENAME_SWAP, RENAME_NOREPLACE: RENAME_EXCL}
+# ---- The command line -------------------------------------------------------------
+#
+# atomicswap PATH1 PATH2 exchanges two paths, as util-linux exch does, and one
+# command per job does that job, named like its function. Success prints
+# nothing; a failure prints one line naming the paths as they were typed (the
+# very bytes, whatever their encoding) and exits 1. argparse is imported only
+# when main() runs, so that importing the library stays cheap.
 
-    def call(old_fd: int, old: bytes, new_fd: int, new: bytes, flags: int) -> int:
-        return renameatx_np(old_fd, old, new_fd, new, darwin_flags[flags])  # type: ignore[no-any-return]
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Callable, NoReturn
 
-    return call, -2  # macOS AT_FDCWD
+_STDIN = "standard input"  # how a failure names it
 
 
-# sys.platform: how to bind there. Android is Linux, with Bionic as its libc.
-_BINDERS = {"linux": _bind_linux, "android": _bind_linux, "darwin": _bind_darwin}
+def _write_stdin(
+    path: str, *, overwrite: bool = True, perms: "int | None" = None, durable: bool = True
+) -> None:
+    """atomicswap write: all of standard input to *path*, with atomic_write().
+
+    Everything is read before *path* is touched, so a failed or interrupted
+    read writes nothing.
+    """
+    try:
+        data = sys.stdin.buffer.read()
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, _STDIN) from e
+    except AttributeError:  # sys.stdin is None: descriptor 0 was closed
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), _STDIN) from None
+    with atomic_write(path, "wb", overwrite=overwrite, perms=perms, durable=durable) as f:
+        f.write(data)
+
+
+# Each command: the function that does it, its paths (positional arguments,
+# passed in this order, and named in this order by a failure), what it does,
+# and one example. Options are passed to the function as keywords.
+_COMMANDS: "dict[str, tuple[Callable[..., None], tuple[str, ...], str, str]]" = {
+    "swap": (
+        swap,
+        ("PATH1", "PATH2"),
+        "Exchange PATH1 and PATH2 atomically: files, directories (empty or not),\n"
+        "symlinks (exchanged as links, never followed) or any mix, on one\n"
+        "filesystem. No process ever sees either name missing.",
+        "atomicswap swap /etc/app/active /etc/app/standby",
+    ),
+    "replace": (
+        replace,
+        ("SRC", "DST"),
+        "Put what is at SRC at DST atomically, whatever DST is: absent, a file,\n"
+        "a symlink, or a directory, even a non-empty one. Readers of DST see the\n"
+        "old or the new, never nothing. SRC is gone afterwards.",
+        "atomicswap replace build/site public/site",
+    ),
+    "write": (
+        _write_stdin,
+        ("PATH",),
+        "Read all of standard input, then write it to PATH all at once: readers\n"
+        "see the old file or the new one, never a part of it. The file replaced\n"
+        "keeps its permissions and owner, and a symlink at PATH is written\n"
+        "through. Nothing is written if reading standard input fails or is\n"
+        "interrupted; a terminal on standard input is refused.",
+        "jq . config.json | atomicswap write config.json",
+    ),
+    "symlink": (
+        symlink,
+        ("TARGET", "LINK"),
+        "Make LINK a symlink to TARGET, atomically replacing the link or file\n"
+        "at LINK, as GNU ln -sfn does: LINK is never missing. A directory at\n"
+        "LINK is refused (ln -sfn would make the link inside it).",
+        "atomicswap symlink releases/42 current",
+    ),
+    "rename-noreplace": (
+        rename_noreplace,
+        ("SRC", "DST"),
+        "Rename SRC to DST unless something is at DST. The check and the rename\n"
+        "are one operation, so nothing that appears at DST meanwhile is\n"
+        "overwritten.",
+        "atomicswap rename-noreplace upload.part upload",
+    ),
+}
+
+_PROGRAM = """\
+Replace things on disk atomically: other processes see the old or the new,
+never a path missing or half written."""
+
+_COMMAND_LIST = """\
+commands:
+  swap PATH1 PATH2          exchange two paths (atomicswap PATH1 PATH2 does the same)
+  replace SRC DST           put SRC at DST, even over a non-empty directory
+  write PATH                write standard input to PATH, all at once
+  symlink TARGET LINK       point LINK at TARGET, replacing an old link (ln -sfn)
+  rename-noreplace SRC DST  rename SRC to DST, failing if DST exists
+
+A first argument that names a command is that command: to exchange two paths
+named like commands, write "atomicswap swap -- write config". Paths that start
+with "-" follow "--" too. "atomicswap COMMAND --help" describes each command."""
+
+_EXIT_STATUS = """\
+exit status:
+  0    success; nothing is printed
+  1    failure; one line on standard error names the paths
+  2    usage error
+  130  interrupted (SIGINT)"""
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    """The command line: ``atomicswap PATH1 PATH2`` exchanges the two paths.
+    """The command line, ``atomicswap [COMMAND] ARGS...``; returns the exit status.
 
-    Like util-linux exch: prints nothing and returns 0 on success; on failure
-    prints one line naming the paths to stderr and returns 1. Usage errors
-    exit with status 2.
+    ``atomicswap PATH1 PATH2`` exchanges the two paths, as util-linux exch
+    does; ``atomicswap --help`` lists the commands. Prints nothing and returns
+    0 on success; prints one line naming the paths to stderr and returns 1 on
+    failure; returns 2 for a usage error and 130 when interrupted.
     """
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="atomicswap",
-        description="Exchange two paths on one filesystem atomically.",
-    )
-    parser.add_argument("path1")
-    parser.add_argument("path2")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    args = parser.parse_args(argv)
     try:
-        swap(args.path1, args.path2)
+        status = _command_line(sys.argv[1:] if argv is None else list(argv))
+        if sys.stdout is not None:
+            sys.stdout.flush()  # now, while a closed pipe can still be dealt with
+        return status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # --help into a pipe already closed
+        _discard_stdout()
+        return 1
+
+
+def _command_line(argv: "list[str]") -> int:
+    """Parse *argv*, run the command, report a failure; the exit status."""
+    command = argv[0] if argv and argv[0] in _COMMANDS else None
+    parser = _parser(command)
+    try:
+        args = vars(parser.parse_args(argv if command is None else argv[1:]))
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0
+    command = command or "swap"
+    function, names = _COMMANDS[command][:2]
+    paths = [args.pop(name.lower()) for name in names]
+    if function is _write_stdin and sys.stdin is not None and sys.stdin.isatty():
+        parser.error("standard input is a terminal: pipe the content in, or redirect it from a file")
+    try:
+        function(*paths, **args)
     except OSError as e:
-        print(f"atomicswap: {e}", file=sys.stderr)
+        _print_error(_failure(command, paths, e))
         return 1
     return 0
 
 
-if __name__ == "__main__":  # python -m atomicswap, where this file is vendored as atomicswap.py
+def _parser(command: "str | None") -> "argparse.ArgumentParser":
+    """The parser for *command*, or for the program (the short form of swap) if None."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> "NoReturn":
+            # argparse would print non-UTF-8 arguments as Python escapes.
+            _print_error(f"{self.format_usage()}{self.prog}: error: {message}")
+            raise SystemExit(2)
+
+        def _print_message(self, message: str, file: "Any" = None) -> None:
+            # argparse 3.10 and later ignore a failed write of help or version;
+            # raise, so that a closed pipe exits 1 however stdout is buffered.
+            stream = file or sys.stderr
+            if message and stream is not None:
+                stream.write(message)
+
+    _, names, description, example = _COMMANDS[command or "swap"]
+    usage = None
+    if command is None:  # the program: the commands, and the short form of swap
+        usage = "%(prog)s [-h] [-V] [--durable] PATH1 PATH2\n       %(prog)s COMMAND [-h] ARGS..."
+        description = f"{_PROGRAM}\n\n{_COMMAND_LIST}"
+        example = "atomicswap /etc/app/active /etc/app/standby"
+    parser = Parser(
+        prog="atomicswap" if command is None else f"atomicswap {command}",
+        usage=usage,
+        description=description,
+        epilog=f"example:\n  {example}\n\n{_EXIT_STATUS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if command is None:
+        parser.add_argument("-V", "--version", action="version", version=f"atomicswap {__version__}")
+    for name in names:
+        parser.add_argument(name.lower(), metavar=name)
+    if command == "write":
+        parser.add_argument(
+            "-n", "--no-clobber", dest="overwrite", action="store_false", help="fail if PATH exists"
+        )
+        parser.add_argument(
+            "-m",
+            "--mode",
+            dest="perms",
+            type=_octal_mode,
+            metavar="OCTAL",
+            help="permission bits of the new file, like 644 (default: those of the file replaced,"
+            " or 666 less the umask)",
+        )
+        parser.add_argument(
+            "--no-sync",
+            dest="durable",
+            action="store_false",
+            help="do not sync to disk: still atomic for readers, but a power cut may lose the write",
+        )
+    else:
+        # Left out unless given, so that the function's own default applies.
+        parser.add_argument(
+            "--durable",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="sync the change to disk before exiting",
+        )
+    return parser
+
+
+def _octal_mode(text: str) -> int:
+    import argparse
+
+    if not 1 <= len(text) <= 4 or not set(text) <= set("01234567"):
+        raise argparse.ArgumentTypeError(f"not an octal mode from 0 to 7777, like 644: {text}")
+    return int(text, 8)
+
+
+def _failure(command: str, paths: "list[str]", e: OSError) -> str:
+    """``atomicswap: COMMAND PATHS: [OTHER PATH: ]WHAT FAILED``, paths as typed."""
+    typed = [os.fsencode(path) for path in paths]
+    others = [
+        os.fsdecode(name)
+        for name in (e.filename, e.filename2)
+        if isinstance(name, (str, bytes)) and os.fsencode(name) not in typed
+    ]
+    what = e.strerror or str(e)
+    return ": ".join(["atomicswap", " ".join([command, *paths]), *others, what])
+
+
+def _print_error(message: str) -> None:
+    """Write *message* and a newline to stderr, with paths as the bytes they were given."""
+    stream = sys.stderr
+    if stream is None:  # descriptor 2 was closed
+        return
+    message += "\n"
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:
+            stream.write(message)
+        else:
+            # str paths carry undecodable bytes as surrogates: encode them back.
+            try:
+                data = message.encode(_FS_ENCODING, _FS_ERRORS)
+            except UnicodeEncodeError:  # text the filesystem encoding cannot hold
+                data = message.encode(_FS_ENCODING, "backslashreplace")
+            stream.flush()
+            buffer.write(data)
+            buffer.flush()
+    except (OSError, ValueError):
+        pass  # stderr is gone, or a pipe closed: nowhere left to say it
+
+
+def _discard_stdout() -> None:
+    """Point descriptor 1 at /dev/null, so that exit does not complain of a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":  # python atomicswap.py, or python -m atomicswap, where this file is vendored
     raise SystemExit(main())

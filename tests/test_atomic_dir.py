@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import as_nobody, run_python, run_under_strace, write
 
+import atomicswap
 from atomicswap import atomic_dir
 
 
@@ -80,7 +84,9 @@ def test_overwrite_false_publishes_at_a_free_path(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "site") == ["new.html"]
 
 
-def test_durable_syncs_every_file_and_directory_staged_then_the_parent(tmp_path: Path) -> None:
+def test_durable_syncs_the_staged_filesystem_once_then_the_parent(tmp_path: Path) -> None:
+    """One syncfs() covers every staged file and directory, readable or not,
+    without opening any of them; the parent is fsynced once published."""
     log = tmp_path.parent / f"{tmp_path.name}.strace"
     code = (
         "import os, atomicswap\n"
@@ -91,19 +97,27 @@ def test_durable_syncs_every_file_and_directory_staged_then_the_parent(tmp_path:
         "    (s / 'link').symlink_to('a')\n"
     )
 
-    result = run_under_strace(code.format(durable=True), "-y", "-e", "trace=fsync", cwd=tmp_path, log=log)
+    result = run_under_strace(
+        code.format(durable=True),
+        "-y",
+        "-e",
+        "trace=fsync,syncfs,rename,renameat,renameat2",
+        cwd=tmp_path,
+        log=log,
+    )
     assert result.returncode == 0, result.stderr
-    synced = [path.replace(str(tmp_path), "") for path in re.findall(r"fsync\(\d+<([^>]*)>", log.read_text())]
-    staging = synced[-2]
-    assert re.fullmatch(r"/\.site\.[0-9a-f]{12}\.tmp", staging)
-    # Children before their directory, the staging directory, then the parent once published.
-    assert sorted(synced[:3]) == sorted([f"{staging}/a", f"{staging}/sub/b", f"{staging}/sub"])
-    assert synced.index(f"{staging}/sub/b") < synced.index(f"{staging}/sub")
-    assert synced[-1] == ""
+    calls = [
+        (call, path.replace(str(tmp_path), ""))
+        for call, path in re.findall(r"^\d+\s+(\w+)\(\d+<([^>]*)>", log.read_text(), re.MULTILINE)
+    ]
+    # glibc's renameat2() without flags is the renameat system call.
+    assert [call.replace("renameat2", "renameat") for call, _ in calls] == ["syncfs", "renameat", "fsync"]
+    assert re.fullmatch(r"/\.site\.[0-9a-f]{12}\.tmp", calls[0][1])  # the staging directory
+    assert calls[2][1] == ""  # the parent, once published
 
-    result = run_under_strace(code.format(durable=False), "-e", "trace=fsync", cwd=tmp_path, log=log)
+    result = run_under_strace(code.format(durable=False), "-e", "trace=fsync,syncfs", cwd=tmp_path, log=log)
     assert result.returncode == 0, result.stderr
-    assert "fsync(" not in log.read_text()
+    assert "sync" not in log.read_text()
 
 
 def test_special_files_in_the_staged_tree_are_not_opened(tmp_path: Path) -> None:
@@ -208,11 +222,70 @@ def test_a_failed_fsync_of_the_parent_says_the_tree_is_published_but_not_durable
         "        (s / 'f').write_text('x')\n"
         "except OSError as e:\n"
         "    print(e)\n",
-        # The third fsync: f, the staging directory, then the parent.
-        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=3"),
+        # The staged tree is synced by syncfs(): the one fsync is the parent's.
+        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=1"),
         cwd=tmp_path,
     )
 
-    assert "has its new content, but it is not yet durable" in result.stdout, result.stderr
+    assert "the new content is in place, but it is not yet durable: 'site'" in result.stdout, result.stderr
     assert os.listdir(tmp_path / "site") == ["f"]
     assert os.listdir(tmp_path) == ["site"]
+
+
+# Deeper than Python's recursion limit (1,000) and than PATH_MAX allows as one
+# path: the tree is made through descriptors and removed with rm.
+DEPTH = 5000
+
+
+def make_deep(top: Path) -> None:
+    """top/d/d/.../d/f, DEPTH directories deep."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(DEPTH):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def deep(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    subprocess.run(["rm", "-rf", str(tmp_path)], check=True)
+
+
+def test_a_tree_thousands_deep_can_be_replaced(deep: Path) -> None:
+    (deep / "site").mkdir()
+    make_deep(deep / "site")
+
+    with atomic_dir(deep / "site") as staging:
+        write(staging / "new", "new")
+
+    assert os.listdir(deep / "site") == ["new"]
+    assert os.listdir(deep) == ["site"]
+
+
+def test_a_staged_tree_thousands_deep_is_removed_when_the_block_fails(deep: Path) -> None:
+    with pytest.raises(ValueError), atomic_dir(deep / "site") as staging:
+        make_deep(staging)
+        raise ValueError
+
+    assert os.listdir(deep) == []
+
+
+def test_a_staged_tree_thousands_deep_is_synced_file_by_file_where_there_is_no_syncfs(
+    deep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync walk macOS uses, run here by making _syncfs report ENOTSUP."""
+
+    def no_syncfs(fd: int) -> None:
+        raise OSError(errno.ENOTSUP, "this platform has no syncfs()")
+
+    monkeypatch.setattr(atomicswap, "_syncfs", no_syncfs)
+    with atomic_dir(deep / "site") as staging:
+        make_deep(staging)
+
+    assert os.listdir(deep / "site") == ["d"]
