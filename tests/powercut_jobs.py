@@ -18,10 +18,12 @@ whose data was never written, reach the disk with it: without that noise a
 classic bug hides until the unmount, which writes everything in order.
 
 OPTIONs: "named" (named temporaries: atomicswap._O_TMPFILE = 0),
-"nondurable" (the job's non-durable form), and the mutants, which break the
-library inside this process only: "skip-file-sync" (atomicswap._fsync skips
-regular files and atomicswap._syncfs, where it exists, does nothing) and
-"skip-dir-sync" (atomicswap._fsync skips directories).
+"no-syncfs" (atomicswap._syncfs raises ENOTSUP, as where the platform has
+none: atomic_dir() then fsyncs file by file), "nondurable" (the job's
+non-durable form), and the mutants, which break the library inside this
+process only: "skip-file-sync" (atomicswap._fsync skips regular files, and
+atomicswap._syncfs does nothing unless "no-syncfs") and "skip-dir-sync"
+(atomicswap._fsync skips directories).
 
 check(job, root, required, steps) says what the crash state mounted at root
 shows: a label for the tally ("v3", "empty", ...) and, if the state breaks
@@ -32,6 +34,7 @@ later one must be there, whole.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -183,7 +186,7 @@ def step_replace(root: Path, k: int, durable: bool) -> None:
     import atomicswap
 
     write_plainly(root / "src", content(k))
-    atomicswap.replace(root / "src", root / "f", durable=durable)  # type: ignore[call-arg,unused-ignore]
+    atomicswap.replace(root / "src", root / "f", durable=durable)
 
 
 def step_swap(root: Path, k: int, durable: bool) -> None:
@@ -192,7 +195,7 @@ def step_swap(root: Path, k: int, durable: bool) -> None:
     import atomicswap
 
     write_plainly(root / f"n{k}", content(k))
-    atomicswap.swap(root / f"n{k}", root / "f", durable=durable)  # type: ignore[call-arg,unused-ignore]
+    atomicswap.swap(root / f"n{k}", root / "f", durable=durable)
 
 
 def check_swap(root: Path, required: int, steps: int, durable: bool) -> Verdict:
@@ -214,7 +217,7 @@ def setup_symlink(root: Path) -> None:
 def step_symlink(root: Path, k: int, durable: bool) -> None:
     import atomicswap
 
-    atomicswap.symlink(f"v{k}", root / "l", durable=durable)  # type: ignore[call-arg,unused-ignore]
+    atomicswap.symlink(f"v{k}", root / "l", durable=durable)
 
 
 def check_symlink(root: Path, required: int, steps: int, durable: bool) -> Verdict:
@@ -232,9 +235,7 @@ def step_rename_noreplace(root: Path, k: int, durable: bool) -> None:
     import atomicswap
 
     write_plainly(root / f"s{k}", content(k))
-    atomicswap.rename_noreplace(  # type: ignore[call-arg,unused-ignore]
-        root / f"s{k}", root / f"f{k}", durable=durable
-    )
+    atomicswap.rename_noreplace(root / f"s{k}", root / f"f{k}", durable=durable)
 
 
 def no_setup(root: Path) -> None:
@@ -278,9 +279,14 @@ def break_the_library(options: list[str]) -> None:
         if not any(test(mode) for test in tests):
             real_fsync(fd)
 
+    def no_syncfs(fd: int) -> None:
+        raise OSError(errno.ENOTSUP, "syncfs() taken away by the test")
+
     if tests:
         atomicswap._fsync = mutant_fsync
-    if "skip-file-sync" in options and hasattr(atomicswap, "_syncfs"):
+    if "no-syncfs" in options:
+        atomicswap._syncfs = no_syncfs
+    elif "skip-file-sync" in options:
         atomicswap._syncfs = lambda fd: None
 
 

@@ -35,15 +35,26 @@ FILESYSTEMS = ["ext4", "ext4 noauto_da_alloc", "xfs", "btrfs"]
 # ext4 writes a file renamed over another before the rename commits, which
 # hides the bug.
 LOSSY = ["ext4 noauto_da_alloc", "xfs", "btrfs"]
-# The mutants: every job on one filesystem, the two commits on all of them
-# (every job everywhere in the full matrix).
-RENAMING = ["replace", "swap", "rename_noreplace"]
-SKIP_FILE_SYNC = [(job, fs) for job in ("atomic_write", "atomic_dir") for fs in LOSSY] + [
-    (job, fs) for job in RENAMING for fs in (LOSSY if FULL else ["xfs"])
-]
-SKIP_DIR_SYNC = [(job, fs) for job in ("atomic_write", "atomic_dir") for fs in FILESYSTEMS] + [
-    (job, fs) for job in [*RENAMING, "symlink"] for fs in (FILESYSTEMS if FULL else ["ext4"])
-]
+# The mutants, (job, options, filesystem): the commits of atomic_write() and
+# atomic_dir() (with syncfs() and file by file) everywhere, the other jobs on
+# one filesystem (everywhere in the full matrix).
+Jobs = list[tuple[str, tuple[str, ...]]]
+COMMITS: Jobs = [("atomic_write", ()), ("atomic_dir", ()), ("atomic_dir", ("no-syncfs",))]
+RENAMING: Jobs = [("replace", ()), ("swap", ()), ("rename_noreplace", ())]
+
+
+def mutants(jobs: Jobs, filesystems: list[str]) -> list[object]:
+    return [
+        pytest.param(job, options, fs, id=f"{' '.join((job, *options))}-{fs}")
+        for job, options in jobs
+        for fs in filesystems
+    ]
+
+
+SKIP_FILE_SYNC = mutants(COMMITS, LOSSY) + mutants(RENAMING, LOSSY if FULL else ["xfs"])
+SKIP_DIR_SYNC = mutants(COMMITS, FILESYSTEMS) + mutants(
+    [*RENAMING, ("symlink", ())], FILESYSTEMS if FULL else ["ext4"]
+)
 
 DURABLE_JOBS = [
     ("atomic_write", ()),
@@ -51,6 +62,7 @@ DURABLE_JOBS = [
     ("atomic_write new", ()),
     ("atomic_write new", ("named",)),
     ("atomic_dir", ()),
+    ("atomic_dir", ("no-syncfs",)),
     ("atomic_dir new", ()),
     ("replace", ()),
     ("swap", ()),
@@ -255,21 +267,29 @@ def test_the_classic_recipe_leaves_an_empty_file_after_a_power_cut(
     assert result.bad
 
 
-@pytest.mark.parametrize(("job", "filesystem"), SKIP_FILE_SYNC)
+@pytest.mark.parametrize(("job", "options", "filesystem"), SKIP_FILE_SYNC)
 def test_a_job_that_skips_syncing_file_data_is_caught(
-    space: powercut.Workspace, results: list[powercut.Result], filesystem: str, job: str
+    space: powercut.Workspace,
+    results: list[powercut.Result],
+    job: str,
+    options: tuple[str, ...],
+    filesystem: str,
 ) -> None:
-    result = run(space, results, powercut.Cell(filesystem, job, ("skip-file-sync",), STEPS))
+    result = run(space, results, powercut.Cell(filesystem, job, (*options, "skip-file-sync"), STEPS))
 
     assert result.bad
     assert result.seen["empty"] > 0
 
 
-@pytest.mark.parametrize(("job", "filesystem"), SKIP_DIR_SYNC)
+@pytest.mark.parametrize(("job", "options", "filesystem"), SKIP_DIR_SYNC)
 def test_a_job_that_skips_the_directory_fsync_is_caught(
-    space: powercut.Workspace, results: list[powercut.Result], filesystem: str, job: str
+    space: powercut.Workspace,
+    results: list[powercut.Result],
+    job: str,
+    options: tuple[str, ...],
+    filesystem: str,
 ) -> None:
     """The rename is not on the disk when the job returns: an older version shows."""
-    result = run(space, results, powercut.Cell(filesystem, job, ("skip-dir-sync",), STEPS))
+    result = run(space, results, powercut.Cell(filesystem, job, (*options, "skip-dir-sync"), STEPS))
 
     assert any("had returned" in bad for bad in result.bad), result.bad[:3]
