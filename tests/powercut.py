@@ -73,7 +73,7 @@ def missing() -> str | None:
         return "the power-cut test needs /dev/fuse (modprobe fuse)"
     if not SHM.is_dir():
         return "the power-cut test needs tmpfs at /dev/shm"
-    for tool in ("losetup", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "fallocate"):
+    for tool in ("losetup", "blkdiscard", "fallocate", "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs"):
         if shutil.which(tool) is None:
             return f"the power-cut test needs {tool} (apt-get install e2fsprogs xfsprogs btrfs-progs)"
     try:

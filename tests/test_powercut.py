@@ -150,6 +150,24 @@ def test_a_fua_write_reaches_the_server_as_a_write_then_a_flush(served: tuple[st
     assert [r.kind for r in logged[1:]] in (["F"], ["F", "F"])  # and perhaps the fsync O_DSYNC implies
 
 
+def test_a_discard_reaches_the_server_as_zeros(served: tuple[str, Path], space: powercut.Workspace) -> None:
+    """The loop device discards through fallocate(); the log says zeros, and so does the image."""
+    device, log = served
+    fd = os.open(device, os.O_WRONLY | os.O_DIRECT)
+    try:
+        os.pwrite(fd, memoryview(aligned(b"x" * 65536)), 65536)
+        before = len(fuseblock.read_log(str(log)))
+    finally:
+        os.close(fd)
+    powercut.run("blkdiscard", "-o", "65536", "-l", "32768", device)
+
+    logged = fuseblock.read_log(str(log))[before:]
+    assert [(r.kind, r.offset, r.length) for r in logged if r.kind != "F"] == [("Z", 65536, 32768)]
+    with open(space.path / "blank.img", "rb") as image:
+        image.seek(65536)
+        assert image.read(65536) == bytes(32768) + b"x" * 32768
+
+
 @pytest.mark.parametrize("filesystem", FILESYSTEMS)
 def test_an_fsync_in_the_filesystem_ends_with_a_flush_on_the_server(
     space: powercut.Workspace, filesystem: str
