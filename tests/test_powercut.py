@@ -3,9 +3,11 @@ disk's writes and flushes and mounted, shows what each job promises.
 
 How the disks are recorded and rebuilt: fuseblock.py and powercut.py. The
 jobs and what each must leave: powercut_jobs.py. The matrix here is quick
-(3 steps per job, 2 random subsets per flush); ATOMICSWAP_POWERCUT=full runs
-5 steps and 8 subsets. pytest -s, or
--rA, shows the table of figures.
+(3 steps per job, 2 random subsets per flush, the mutants of replace, swap,
+rename_noreplace and symlink on one filesystem); ATOMICSWAP_POWERCUT=full runs
+5 steps, 8 subsets, and every mutant on every filesystem it applies to.
+pytest -s, or -rA, shows the table of figures: per cell, the crash states
+checked, the bad ones, the seconds taken and what the states showed.
 """
 
 from __future__ import annotations
