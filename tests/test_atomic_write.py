@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import re
 import stat
@@ -84,10 +87,11 @@ def test_the_temporary_lives_in_the_targets_directory(tmp_path: Path, temporary:
     assert (tmp_path / "f").stat().st_ino == written.st_ino
 
 
-@pytest.mark.parametrize("mode", ["a", "r", "x", "w+", "r+", "wb+", "ab"])
-def test_atomic_write_rejects_modes_that_are_not_plain_writes(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("mode", ["r", "rb", "rt", "x", "xb", "x+", "wa", "ww", "wbt", "w++", "rw", "q", ""])
+def test_atomic_write_rejects_modes_that_do_not_write_or_are_not_opens(tmp_path: Path, mode: str) -> None:
+    """Read-only and exclusive modes, and what open() would not take either."""
     with pytest.raises(ValueError, match="mode"):
-        atomic_write(tmp_path / "f", mode)
+        atomic_write(tmp_path / "f", mode)  # type: ignore[call-overload]
     assert entries(tmp_path) == []
 
 
@@ -100,10 +104,10 @@ def test_atomic_write_passes_encoding_and_newline_to_open(tmp_path: Path) -> Non
 
 def test_atomic_write_rejects_bad_arguments_before_touching_the_disk(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="path should be str"):
-        atomic_write(3.5)  # type: ignore[arg-type]
+        atomic_write(3.5)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="perms should be int"):
-        atomic_write(tmp_path / "f", perms="644")  # type: ignore[arg-type]
-    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):
+        atomic_write(tmp_path / "f", perms="644")  # type: ignore[call-overload]
+    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):  # type: ignore[call-overload]
         pass
     assert entries(tmp_path) == []
 
@@ -507,3 +511,107 @@ def test_a_directory_that_cannot_be_read_is_written_into_all_the_same() -> None:
         for name in os.listdir(box):
             os.unlink(box / name)
         box.rmdir()
+
+
+def test_a_block_that_closes_the_files_descriptor_is_refused_leaving_the_file_that_took_its_number(
+    tmp_path: Path, temporary: str
+) -> None:
+    """A helper closes f.fileno() in the block, and the next open() gets that
+    number: that other file is neither chmodded nor put at the target."""
+    target = write(tmp_path / "config", "old config")
+    target.chmod(0o600)
+    log_path = write(tmp_path / "unrelated.log", "log line\n")
+    log_path.chmod(0o644)
+
+    with pytest.raises(OSError) as raised, atomic_write(target) as f:
+        f.write("new config")
+        f.flush()
+        number = f.fileno()
+        os.close(number)
+        log = open(log_path, "a")  # noqa: SIM115 (closed below, after the checks)
+        assert log.fileno() == number
+
+    try:
+        assert raised.value.errno == errno.EBADF
+        assert target.read_text() == "old config"
+        assert stat.S_IMODE(log_path.stat().st_mode) == 0o644
+        assert log_path.read_text() == "log line\n"
+        assert entries(tmp_path) == ["config", "unrelated.log"]
+    finally:
+        with contextlib.suppress(OSError):
+            log.close()
+        with contextlib.suppress(OSError):
+            f.close()  # its number was log's: this only marks the wrapper closed
+
+
+def test_a_block_that_detaches_its_file_and_raises_keeps_its_exception_and_leaves_nothing(
+    tmp_path: Path, temporary: str
+) -> None:
+    target = write(tmp_path / "data", "old")
+    before = open_descriptors()
+
+    with pytest.raises(RuntimeError, match="the block's own"), atomic_write(target) as f:
+        assert isinstance(f, io.TextIOWrapper)
+        raw = f.detach()  # the documented way to switch a text file to binary
+        raw.write(b"new")
+        raise RuntimeError("the block's own error")
+    with contextlib.suppress(OSError):
+        raw.close()
+
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["data"]
+    assert open_descriptors() == before
+
+
+def test_a_block_that_detaches_its_file_and_returns_leaves_no_temporary_and_no_descriptor(
+    tmp_path: Path, temporary: str
+) -> None:
+    target = write(tmp_path / "data", "old")
+    before = open_descriptors()
+
+    with contextlib.suppress(ValueError), atomic_write(target) as f:
+        assert isinstance(f, io.TextIOWrapper)
+        raw = f.detach()
+        raw.write(b"new")
+    with contextlib.suppress(OSError):
+        raw.close()
+
+    assert entries(tmp_path) == ["data"]
+    assert open_descriptors() == before
+
+
+def test_atomic_write_of_an_empty_path_raises_file_not_found_before_the_block_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = []
+
+    with pytest.raises(FileNotFoundError), atomic_write(""):
+        ran.append(True)
+
+    assert ran == []
+    assert entries(tmp_path) == []
+
+
+def test_atomic_write_of_a_path_ending_in_a_slash_raises_is_a_directory_before_the_block_runs(
+    tmp_path: Path,
+) -> None:
+    """As open("d/", "w") does, whether d exists or not."""
+    (tmp_path / "d").mkdir()
+    ran = []
+
+    for path in (f"{tmp_path}/d/", f"{tmp_path}/new/"):
+        with pytest.raises(IsADirectoryError), atomic_write(path):
+            ran.append(path)
+
+    assert ran == []
+    assert entries(tmp_path) == ["d"]
+    assert entries(tmp_path / "d") == []
+
+
+def test_an_unknown_open_keyword_is_a_type_error_before_anything_is_made(tmp_path: Path) -> None:
+    """Raised by the call itself: nothing was entered, so no system call was made."""
+    with pytest.raises(TypeError, match="'bogus'"):
+        atomic_write(tmp_path / "f", bogus=1)  # type: ignore[call-overload]
+
+    assert entries(tmp_path) == []
