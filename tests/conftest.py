@@ -105,3 +105,7 @@ def as_nobody(action: Callable[[], dict[str, object]]) -> dict[str, object]:
     if "raised" in report:
         pytest.fail(f"as uid 65534:\n{report['raised']}")
     return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs for minutes (the fault sweep); -m 'not slow' skips it")
