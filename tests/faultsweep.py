@@ -63,7 +63,7 @@ from typing import Union
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = os.path.realpath(sys.executable)  # a pyenv shim would add a process and a shell
-TIMEOUT = 30.0  # seconds for one run; a library that loops forever is killed
+TIMEOUT = 20.0  # seconds for one run; a library that loops forever is killed
 
 Node = Union[str, list[str], dict[str, "Node"]]
 Tree = dict[str, Node]
@@ -83,6 +83,7 @@ ERRNOS: dict[str, tuple[str, ...]] = {
     "fchmod": ("EPERM", "EROFS"),
     "fchmodat": ("EPERM", "EROFS", "EACCES"),
     "fchown": ("EPERM", "EROFS"),
+    "fchownat": ("EPERM", "EROFS", "EACCES"),
     "link": (*_SPACE, "EACCES", "EROFS", "EEXIST", "EMLINK", "EPERM", "ENOENT"),
     "linkat": (*_SPACE, "EACCES", "EROFS", "EEXIST", "EMLINK", "EPERM", "ENOENT"),
     "rename": (*_SPACE, "EACCES", "EROFS", "EBUSY", "ENOENT", "EPERM"),
@@ -96,6 +97,9 @@ ERRNOS: dict[str, tuple[str, ...]] = {
     "symlink": (*_SPACE, "EACCES", "EROFS", "EEXIST"),
     "symlinkat": (*_SPACE, "EACCES", "EROFS", "EEXIST"),
     "getdents64": ("ENOENT",),
+    "read": (),
+    "statfs": ("EACCES", "ENOENT"),
+    "fstatfs": ("ENOSYS",),
     "close": ("EINTR", *_SPACE),
     "fstat": ("EOVERFLOW",),
     "newfstatat": ("EACCES", "ENOENT", "EOVERFLOW"),
