@@ -197,6 +197,14 @@ SCENARIOS: dict[str, Scenario] = {
             ("site",),
         ),
         Scenario(
+            "dir_noreplace",
+            {},
+            {"site": NEW_SITE},
+            STAGE_NEW_SITE.format(path="site", args=", overwrite=False"),
+            "site",
+            ("site",),
+        ),
+        Scenario(
             "replace_file",
             {"incoming.txt": "new", "target.txt": "old"},
             {"target.txt": "new"},
