@@ -4,8 +4,19 @@ swap(a, b) exchanges two names on one filesystem in a single kernel operation
 (Linux renameat2 with RENAME_EXCHANGE, macOS renameatx_np with RENAME_SWAP):
 either both names are exchanged or nothing changes, and no process ever sees
 either name missing. replace(), atomic_write(), atomic_dir(), symlink() and
-rename_noreplace() use the same call. Other platforms raise OSError(ENOTSUP);
-nothing falls back to a non-atomic imitation.
+rename_noreplace() are built on the same call. Other platforms raise
+OSError(ENOTSUP); nothing falls back to a non-atomic imitation.
+
+What every job promises:
+- Readers, and a crash, see the old state or the new one, never a mix.
+- A failure leaves nothing behind that the job made, and the OSError names
+  the caller's path as they spelled it, carries the errno, and says whether
+  anything changed ("nothing was changed", or "the new content is in
+  place, but ...").
+- With durable=True the new state survives a power cut once the call returns.
+- Nothing the job was not given is touched: an old tree is removed without
+  following symlinks or entering another mount, and a tree with a filesystem
+  mounted inside it is not replaced at all.
 """
 
 import errno
@@ -47,12 +58,16 @@ RENAME_SWAP = 0x2
 RENAME_EXCL = 0x4
 
 
+# ---- The public API ---------------------------------------------------------
+
+
 def swap(
     first: "StrOrBytesPath",
     second: "StrOrBytesPath",
     *,
     first_dir_fd: "int | None" = None,
     second_dir_fd: "int | None" = None,
+    durable: bool = False,
 ) -> None:
     """Exchange *first* and *second* atomically.
 
@@ -65,15 +80,23 @@ def swap(
     its dir fd (an open directory), or the current directory when that is None;
     an absolute path ignores its dir fd.
 
+    durable=True makes the exchange survive a power cut: a regular file is
+    fsynced before it moves, and both parent directories after. What is inside
+    a directory being moved is not synced (atomic_dir() is for that).
+
     Raises TypeError for an argument of the wrong type and ValueError for a
     path with an embedded NUL, both before any system call. A failed exchange
     raises OSError (FileNotFoundError, PermissionError, ...) with the errno,
     filename=first and filename2=second, as os.rename does; EXDEV (different
-    filesystems) and EINVAL (a filesystem that cannot exchange, or one path
-    inside the other) say so in their message. ENOTSUP on platforms other
-    than Linux and macOS.
+    mounts) and EINVAL (a filesystem that cannot exchange, or one path inside
+    the other) say so in their message. ENOTSUP on platforms other than Linux
+    and macOS. With durable=True, a failed sync after the exchange says that
+    the exchange is done but not yet durable.
     """
-    _renameat2(first, second, RENAME_EXCHANGE, first_dir_fd, second_dir_fd)
+    if durable:
+        _move_durably(first, second, RENAME_EXCHANGE, first_dir_fd, second_dir_fd, ("first", "second"))
+    else:
+        _renameat2(first, second, RENAME_EXCHANGE, first_dir_fd, second_dir_fd)
 
 
 exchange = swap
@@ -85,85 +108,64 @@ def rename_noreplace(
     *,
     src_dir_fd: "int | None" = None,
     dst_dir_fd: "int | None" = None,
+    durable: bool = False,
 ) -> None:
     """Rename *src* to *dst*, raising FileExistsError if *dst* exists.
 
     The check and the rename are one kernel operation (Linux RENAME_NOREPLACE,
     macOS RENAME_EXCL), so whatever appears at *dst* meanwhile is never
-    overwritten. Where the filesystem rejects the flag with EINVAL (NFS, FUSE,
-    9p), a non-directory is moved with link() then unlink(), which never
-    overwrites either, though for a moment both names show the file. Paths,
-    dir fds and errors are as for swap().
+    overwritten. Where the filesystem does not support that (NFS, FUSE, 9p
+    answer EINVAL), a non-directory is moved with link() then unlink(), which
+    never overwrites either, though for a moment both names show the file.
+    durable=True is as for swap(). Paths, dir fds and errors are as for swap();
+    an error after the link says that *dst* exists and what is left at *src*.
     """
+    if durable:
+        _move_durably(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"))
+        return
     try:
         _renameat2(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"))
         return
     except OSError as e:
-        if e.errno != errno.EINVAL or _is_directory(src, src_dir_fd):
-            raise
-    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+        if e.errno not in _FLAG_UNSUPPORTED or _is_directory(src, src_dir_fd):
+            raise _failed(e, os.fspath(src), os.fspath(dst)) from e
     try:
-        os.unlink(src, dir_fd=src_dir_fd)
+        _link_then_unlink(src, dst, src_dir_fd, dst_dir_fd)
     except OSError as e:
-        src, dst = os.fspath(src), os.fspath(dst)
-        message = f"{dst!r} was created, but {src!r} could not be removed: {e.strerror}"
-        raise OSError(e.errno, message, src) from e
+        raise _failed(e, os.fspath(src), os.fspath(dst)) from e
 
 
-def _is_directory(path: "StrOrBytesPath", dir_fd: "int | None") -> bool:
-    return stat.S_ISDIR(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-
-
-def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath") -> None:
+def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath", *, durable: bool = False) -> None:
     """Put what is at *src* at *dst* atomically, whatever *dst* is.
 
     Unlike os.replace(), *dst* may be anything: absent, a file, a symlink, or a
     directory, empty or not, of the same kind as *src* or not. A reader of
     *dst* sees the old or the new, never nothing. Where a rename cannot do it
     (a non-empty directory at *dst*, or one of another kind), *src* and *dst*
-    are exchanged and the old content, now at *src*, is removed; if that
-    fails, the OSError says that *dst* was replaced and where its old content
-    is left. replace(p, p), or two names of one file, changes nothing, as
-    with os.replace().
+    are exchanged and the old content, now at *src*, is removed without
+    following symlinks or entering another mount. replace(p, p), or two names
+    of one file, changes nothing, as with os.replace().
+
+    Refused before anything moves: a *dst* whose last component is ".", ".."
+    or nothing (EINVAL), and a directory with a filesystem mounted anywhere
+    inside it (EBUSY, naming the mount point), whose removal would empty that
+    filesystem. durable=True is as for swap().
+
+    Every OSError names *src* and *dst* as given and says whether *dst* was
+    replaced; if removing the old content fails, it says where that is left.
     """
-    src, dst = _fsdecode(src, "src"), _fsdecode(dst, "dst")
-    if _put(src, dst):
-        _remove_old(src, dst)
-
-
-# Why rename() cannot put src at dst: dst is a non-empty directory (ENOTEMPTY,
-# or EEXIST), a directory and src is not (EISDIR), or not one and src is (ENOTDIR).
-_NEEDS_EXCHANGE = (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
-
-
-def _put(src: str, dst: str) -> bool:
-    """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
-    while True:
-        try:
-            _renameat2(src, dst, 0, None, None, ("src", "dst"))
-            return False
-        except OSError as e:
-            if e.errno not in _NEEDS_EXCHANGE:
-                raise
-        try:
-            _renameat2(src, dst, RENAME_EXCHANGE, None, None, ("src", "dst"))
-            return True
-        except FileNotFoundError:
-            pass  # dst went away meanwhile: a rename will do
-
-
-def _remove_old(old: str, replaced: str) -> None:
-    """Remove what replace() moved out of *replaced*; say where it is if that fails."""
+    shown_src, shown_dst = _shown(src, "src"), _shown(dst, "dst")
+    _refuse_dot(shown_dst)
+    if durable:
+        _move_durably(src, dst, 0, None, None, ("src", "dst"))
+        return
     try:
-        if _is_directory(old, None):
-            import shutil
-
-            shutil.rmtree(old)
-        else:
-            os.unlink(old)
+        _renameat2(shown_src, shown_dst, 0, None, None, ("src", "dst"))
+        return
     except OSError as e:
-        message = f"{replaced!r} was replaced, but its old content is left at {old!r}: {e.strerror}"
-        raise OSError(e.errno, message, e.filename, None, e.filename2) from e
+        if e.errno not in _NEEDS_EXCHANGE:
+            raise _failed(e, shown_src, shown_dst) from e
+    _replace_by_exchange(shown_src, shown_dst, durable=False)
 
 
 def atomic_write(
@@ -182,32 +184,477 @@ def atomic_write(
 
     The data goes to a temporary file in *path*'s own directory: on Linux an
     anonymous O_TMPFILE, which a crash cannot leave behind, else a hidden
-    uniquely named file. Leaving the block normally flushes it, fsyncs it
-    (F_FULLFSYNC on macOS), renames it over *path* and fsyncs the directory;
-    durable=False makes no sync calls, which keeps the write atomic for readers
-    but not for a power cut. overwrite=False puts it at *path* only if nothing
-    is there by then, as open(path, "x") would: FileExistsError otherwise,
-    leaving no trace.
+    uniquely named file. Leaving the block normally flushes it, sets its
+    permissions, fsyncs it (F_FULLFSYNC on macOS), renames it over *path* and
+    fsyncs the directory; durable=False makes no sync calls, which keeps the
+    write atomic for readers but not for a power cut. overwrite=False puts it
+    at *path* only if nothing is there by then, as open(path, "x") would:
+    FileExistsError otherwise, leaving no trace.
 
     An exception in the block, or any failure before the rename (a failed
     fsync included), leaves *path* as it was, removes the temporary and
-    propagates. If only the directory fsync fails, the OSError says the new
-    content is in place but not yet durable.
+    propagates; an OSError without a filename gets *path* as its filename. A
+    failure after the rename says the new content is in place.
 
     *mode* is "w", "wb" or "wt"; read, append and exclusive modes raise
     ValueError. *open_kwargs* (encoding, newline, ...) go to open(). The file
-    replaced keeps its permission bits, and its owner where the writer may
-    give it (root may), else loses setuid and setgid; a new file gets what
-    open() gives it (0o666 less the umask); *perms* sets them. A symlink at
-    *path* is written through, as open() does: the link stays a link and the
-    file it points to is replaced. Only regular files are replaced: a
-    directory, a device or a FIFO at *path* raises OSError.
+    replaced keeps its permission bits, setuid and setgid included, and its
+    owner where the writer may give it (root may), else loses setuid and
+    setgid; a new file gets what open() gives it (0o666 less the umask);
+    *perms* sets them. The bits are applied after the last write, since the
+    kernel clears setuid on a write. A symlink at *path* is written through,
+    as open() does. Only regular files are replaced: a directory, a device or
+    a FIFO at *path* raises OSError. A process forked inside the block leaves
+    the write to its parent: its exit from the block only closes descriptors.
     """
     return _AtomicWrite(path, mode, overwrite, perms, durable, open_kwargs)
 
 
+def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
+    """Build a directory in private, then publish it at *path* all at once.
+
+        with atomic_dir("public/site") as staging:
+            (staging / "index.html").write_text(html)
+
+    Yields a fresh, empty staging directory beside *path*, as an absolute
+    pathlib.Path. *path*'s directory is resolved once, as the kernel resolves
+    it (symlinks and ".." included), and held open until the end. Leaving the
+    block normally syncs the staged tree (when *durable*: one syncfs() on
+    Linux, else every file and directory), then publishes it at *path* as
+    replace() would, or, with overwrite=False, only if nothing is there
+    (FileExistsError otherwise); then syncs the parent. Where the filesystem
+    cannot rename without replacing (NFS, FUSE), overwrite=False claims *path*
+    with mkdir() and renames the tree over that empty directory, so a reader
+    may briefly see it empty. An exception, in the block or while publishing,
+    leaves *path* untouched and removes the staging directory. A symlink at
+    *path* is replaced, not followed: to repoint one, use symlink(). Refuses
+    what replace() refuses.
+    """
+    return _AtomicDir(path, overwrite, durable)
+
+
+def symlink(
+    target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = False
+) -> None:
+    """Make *link_path* a symlink to *target*, atomically repointing an old one.
+
+    The new link is made under a hidden name beside *link_path* and renamed
+    over it, so readers find the old link or the new one, never none. A file
+    at *link_path* is replaced too; a directory is not (IsADirectoryError).
+    overwrite=False raises FileExistsError if *link_path* exists. With
+    durable=True the directory is fsynced after the rename.
+    """
+    shown_target, shown_link = _shown(target, "target"), _shown(link_path, "link_path")
+    directory, name = _split(shown_link)
+    _bind_early(shown_link)
+    try:
+        dir_fd = _open_dir(directory)
+    except OSError as e:
+        raise _failed(e, shown_link) from e
+    try:
+        _make_link(os.fsdecode(shown_target), name, dir_fd, overwrite, shown_link)
+        if durable:
+            try:
+                _sync_dirs(dir_fd, name)
+            except OSError as e:
+                raise _failed(e, shown_link, done="the link is in place, but not yet durable") from e
+    finally:
+        os.close(dir_fd)
+
+
+def _make_link(target: str, name: str, dir_fd: int, overwrite: bool, shown: "str | bytes") -> None:
+    """symlink()'s steps: a link under a hidden name, renamed over *name*."""
+    temp = _Temporary(dir_fd, name)
+    try:
+        if not overwrite:
+            os.symlink(target, name, dir_fd=dir_fd)
+            return
+        temp.create(lambda temp_name: os.symlink(target, temp_name, dir_fd=dir_fd))
+        _renameat2(temp.name, name, 0, dir_fd, dir_fd)  # type: ignore[arg-type]
+        temp.name = None  # it is the link now
+    except OSError as e:
+        raise _failed(e, shown, leftovers=_cleanup(temp, e)) from e
+    except BaseException as e:
+        _cleanup(temp, e)
+        raise
+
+
+# ---- replace() and durable renames -------------------------------------------
+
+# Why rename() cannot put src at dst: dst is a non-empty directory (ENOTEMPTY,
+# or EEXIST), a directory and src is not (EISDIR), or not one and src is (ENOTDIR).
+_NEEDS_EXCHANGE = (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
+# What a filesystem answers to a rename flag it does not support: EINVAL on
+# Linux (NFS, FUSE, 9p), ENOTSUP on macOS, EOPNOTSUPP on FreeBSD.
+_FLAG_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP)
+# dst may vanish between the rename that found it in the way and the exchange,
+# and reappear before the next rename; each attempt is two system calls.
+_PUT_ATTEMPTS = 4
+
+
+def _replace_by_exchange(src: "str | bytes", dst: "str | bytes", durable: bool) -> None:
+    """replace() where a rename cannot do it: exchange, then remove the old content."""
+    src_dir, src_name = _split(src)
+    dst_dir, dst_name = _split(dst)
+    src_fd = dst_fd = -1
+    try:
+        src_fd = _open_dir(src_dir)
+        dst_fd = _open_dir(dst_dir)
+        exchanged = _put(src_name, dst_name, src_fd, dst_fd)
+        problems = _after_put(exchanged, src_fd, src_name, src, dst_fd, dst_name, durable)
+    except OSError as e:
+        raise _failed(e, src, dst) from e
+    finally:
+        _close(src_fd, dst_fd)
+    if problems:
+        raise _in_place_but(problems, src, dst)
+
+
+def _put(src: str, dst: str, src_dir_fd: int, dst_dir_fd: int) -> bool:
+    """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
+    for _ in range(_PUT_ATTEMPTS):
+        try:
+            _renameat2(src, dst, 0, src_dir_fd, dst_dir_fd)
+            return False
+        except OSError as e:
+            if e.errno not in _NEEDS_EXCHANGE:
+                raise
+            in_the_way = e
+        _refuse_mounts_under(dst_dir_fd, dst)
+        try:
+            _renameat2(src, dst, RENAME_EXCHANGE, src_dir_fd, dst_dir_fd)
+            return True
+        except FileNotFoundError:
+            pass  # dst went away meanwhile: a rename will do
+    raise in_the_way
+
+
+def _after_put(
+    exchanged: bool,
+    src_fd: int,
+    src: str,
+    shown_src: "str | bytes",
+    dst_fd: int,
+    dst: str,
+    durable: bool,
+) -> "list[tuple[OSError, str]]":
+    """Remove the old content an exchange left at *src*, then sync both parents.
+
+    Both are attempted whatever the other gives; returns what failed, each
+    with what it leaves, for _in_place_but().
+    """
+    problems = []
+    if exchanged:
+        try:
+            _remove_old(src_fd, src)
+        except OSError as e:
+            problems.append((e, f"its old content is left at {_below(shown_src, src, e.filename)}"))
+    if durable:
+        try:
+            _sync_dirs(dst_fd, dst, src_fd)
+        except OSError as e:
+            problems.append((e, "it is not yet durable"))
+    return problems
+
+
+def _remove_old(dir_fd: int, name: str) -> None:
+    """Remove the old content that an exchange left at *name*."""
+    name = name.rstrip("/")
+    mounts = _mounts_under(dir_fd, name)
+    if mounts:  # mounted between the check and the exchange
+        raise OSError(errno.EBUSY, f"{_quote(mounts[0])} is mounted inside it", name)
+    _remove_tree(dir_fd, name)
+
+
+def _below(shown: "str | bytes", name: str, failed: "str | None") -> str:
+    """Where a removal left things: *shown*, and the path inside it that failed."""
+    where = _quote(shown)
+    inside = (failed or "")[len(name.rstrip("/")) :]
+    if inside:
+        where += f" (removing {_quote(os.fsdecode(shown).rstrip('/') + inside)} failed)"
+    return where
+
+
+def _move_durably(
+    src: "StrOrBytesPath",
+    dst: "StrOrBytesPath",
+    flags: int,
+    src_dir_fd: "int | None",
+    dst_dir_fd: "int | None",
+    names: "tuple[str, str]",
+) -> None:
+    """A rename that survives a power cut: what moves is synced, then both parents.
+
+    flags 0 is replace(): where a rename cannot do it, an exchange and the
+    removal of the old content.
+    """
+    shown_src, shown_dst = _shown(src, names[0]), _shown(dst, names[1])
+    _check_dir_fd(src_dir_fd, names[0])
+    _check_dir_fd(dst_dir_fd, names[1])
+    _bind_early(shown_src)
+    src_parent, src_name = _split(shown_src)
+    dst_parent, dst_name = _split(shown_dst)
+    src_fd = dst_fd = -1
+    try:
+        src_fd = _open_dir(src_parent, src_dir_fd)
+        dst_fd = _open_dir(dst_parent, dst_dir_fd)
+        _sync_file(src_fd, src_name)
+        if flags == RENAME_EXCHANGE:
+            _sync_file(dst_fd, dst_name)
+        exchanged = _rename_by_flags(src_name, dst_name, flags, src_fd, dst_fd)
+        problems = _after_put(exchanged, src_fd, src_name, shown_src, dst_fd, dst_name, durable=True)
+    except OSError as e:
+        raise _failed(e, shown_src, shown_dst) from e
+    finally:
+        _close(src_fd, dst_fd)
+    if problems:
+        raise _in_place_but(problems, shown_src, shown_dst)
+
+
+def _rename_by_flags(src: str, dst: str, flags: int, src_fd: int, dst_fd: int) -> bool:
+    """The rename a job asked for; True if an exchange left dst's old content at src."""
+    if flags == 0:
+        return _put(src, dst, src_fd, dst_fd)
+    if flags == RENAME_NOREPLACE:
+        _rename_new(src, dst, src_fd, dst_fd)
+    else:
+        _renameat2(src, dst, flags, src_fd, dst_fd)
+    return False
+
+
+def _rename_new(src: str, dst: str, src_fd: int, dst_fd: int) -> None:
+    """rename_noreplace() of names in open directories, with its link fallback."""
+    try:
+        _renameat2(src, dst, RENAME_NOREPLACE, src_fd, dst_fd)
+    except OSError as e:
+        if e.errno not in _FLAG_UNSUPPORTED or _is_directory(src, src_fd):
+            raise
+        _link_then_unlink(src, dst, src_fd, dst_fd)
+
+
+def _link_then_unlink(
+    src: "StrOrBytesPath", dst: "StrOrBytesPath", src_dir_fd: "int | None", dst_dir_fd: "int | None"
+) -> None:
+    """Move a non-directory without replacing, where the rename flag is unsupported."""
+    _link(src, dst, src_dir_fd, dst_dir_fd)  # link() never replaces
+    try:
+        os.unlink(src, dir_fd=src_dir_fd)
+    except OSError as e:
+        e.done = "the destination was created, but the source is still there too"  # type: ignore[attr-defined]
+        raise
+
+
+def _is_directory(path: "StrOrBytesPath", dir_fd: "int | None") -> bool:
+    return stat.S_ISDIR(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+
+
+# ---- Mounts and old trees -----------------------------------------------------
+
+
+def _refuse_mounts_under(dir_fd: int, name: str) -> None:
+    """EBUSY if a filesystem is mounted anywhere inside the directory *name*."""
+    mounts = _mounts_under(dir_fd, name)
+    if mounts:
+        more = f" (and {len(mounts) - 1} more)" if len(mounts) > 1 else ""
+        message = f"{_quote(mounts[0])}{more} is mounted inside the destination, which replacing would empty"
+        e = OSError(errno.EBUSY, message)
+        e.about_dst = True  # type: ignore[attr-defined]
+        raise e
+
+
+def _mounts_under(dir_fd: int, name: str) -> "list[str]":
+    """Mount points strictly inside the directory *name*, from /proc/self/mountinfo.
+
+    Empty where /proc is not mounted (or not Linux): then only the device
+    check of _walk() protects a mounted filesystem.
+    """
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            table = f.read()
+        fd = os.open(name, _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return []  # no /proc, or no directory at name: nothing can be mounted inside it
+    try:
+        top = os.readlink(f"/proc/self/fd/{fd}").rstrip("/") + "/"
+    finally:
+        os.close(fd)
+    points = (os.fsdecode(_unescape_mountinfo(line.split(b" ")[4])) for line in table.splitlines())
+    return [point for point in points if point.startswith(top)]
+
+
+def _unescape_mountinfo(field: bytes) -> bytes:
+    """Undo the kernel's octal escapes (\\040 for a space, ...) in a mountinfo path."""
+    head, *parts = field.split(b"\\")
+    return head + b"".join(bytes([int(part[:3], 8)]) + part[3:] for part in parts)
+
+
+_O_PATH = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: a directory held without read permission
+
+
+def _remove_tree(dir_fd: int, name: str) -> None:
+    """Remove *name* in *dir_fd* and everything below it, like rm -r --one-file-system.
+
+    Directories made read-only or unreadable by their owner are made
+    writable first. What is on another device stays: the walk does not enter
+    it, and the OSError (EBUSY) names it once everything else is removed.
+    """
+    if not _is_directory(name, dir_fd):
+        _unless_read_only(dir_fd, os.unlink, name)
+        return
+    foreign: list[str] = []
+    _walk(dir_fd, name, _open_to_remove, _remove_file, _remove_dir, foreign)
+    if foreign:
+        raise OSError(errno.EBUSY, "another filesystem is mounted there, and was left alone", foreign[0])
+
+
+def _open_to_remove(dir_fd: int, name: str) -> int:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # made unreadable by its owner, who gave it to us to remove
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    return fd
+
+
+def _remove_file(fd: int, entry: "os.DirEntry[str]") -> None:
+    _unless_read_only(fd, os.unlink, entry.name)
+
+
+def _remove_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
+    try:
+        _unless_read_only(parent_fd, os.rmdir, name)
+    except OSError as e:
+        if not (foreign and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
+            raise
+
+
+def _unless_read_only(dir_fd: int, remove: "Callable[..., None]", name: str) -> None:
+    """remove(name, dir_fd=dir_fd); on EACCES or EPERM, make *dir_fd* writable
+    by its owner and try once more. ENOENT means done."""
+    try:
+        remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except PermissionError as denied:
+        mode = stat.S_IMODE(os.fstat(dir_fd).st_mode)
+        if mode & 0o300 == 0o300:
+            raise  # not a question of the directory's mode
+        try:
+            os.fchmod(dir_fd, mode | 0o700)
+        except OSError:
+            raise denied from None  # not ours to change: the denial is the answer
+        try:
+            remove(name, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
+
+
+def _walk(
+    dir_fd: int,
+    name: str,
+    open_dir: "Callable[[int, str], int]",
+    each_file: "Callable[[int, os.DirEntry[str]], None]",
+    leave: "Callable[[int, int, str, list[str]], None]",
+    foreign: "list[str]",
+) -> None:
+    """Visit the directory tree *name* in *dir_fd*, depth first, without recursion.
+
+    Calls each_file(fd, entry) for every non-directory, and leave(fd,
+    parent_fd, name, foreign) for every directory once its subdirectories are
+    done. Descriptor-based like shutil.rmtree's safe walk, but it holds one
+    directory open at a time: it climbs back through ".." after checking that
+    ".." is the directory it came from, so depth costs neither recursion nor
+    descriptors. It never follows a symlink, checks that each directory it
+    opens is the one it listed, and never enters another device: those paths
+    go to *foreign*. An OSError names the path, from *name* down, that failed.
+    """
+    top = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    fd = _open_checked(open_dir, dir_fd, name, top, name)
+    path = name
+    try:
+        # One level per directory on the way down: its path, its stat, and its
+        # subdirectories still to visit.
+        levels = [(name, top, _list(fd, name, top.st_dev, each_file, foreign))]
+        while levels:
+            path, _, pending = levels[-1]
+            if pending:
+                child, child_st = pending.pop()
+                path = f"{path}/{child}"
+                child_fd = _open_checked(open_dir, fd, child, child_st, path)
+                os.close(fd)
+                fd = child_fd
+                levels.append((path, child_st, _list(fd, path, top.st_dev, each_file, foreign)))
+                continue
+            levels.pop()
+            parent_fd = _climb(fd, levels[-1][1]) if levels else dir_fd
+            try:
+                leave(fd, parent_fd, path.rpartition("/")[2], foreign)
+            finally:
+                os.close(fd)
+                fd = parent_fd
+    except OSError as e:
+        if not e.filename or "/" not in os.fsdecode(e.filename):
+            e.filename = f"{path}/{e.filename}" if e.filename and e.filename != path else path
+        raise
+    finally:
+        if fd != dir_fd:
+            os.close(fd)
+
+
+def _list(
+    fd: int,
+    path: str,
+    device: int,
+    each_file: "Callable[[int, os.DirEntry[str]], None]",
+    foreign: "list[str]",
+) -> "list[tuple[str, os.stat_result]]":
+    """Call each_file() for the non-directories in *fd*; return its subdirectories on *device*."""
+    subdirectories = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                each_file(fd, entry)
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if st.st_dev == device:
+                subdirectories.append((entry.name, st))
+            else:
+                foreign.append(f"{path}/{entry.name}")
+    return subdirectories
+
+
+def _open_checked(
+    open_dir: "Callable[[int, str], int]", dir_fd: int, name: str, expected: os.stat_result, path: str
+) -> int:
+    """open_dir(dir_fd, name), checking it is still the directory that was listed."""
+    fd = open_dir(dir_fd, name)
+    if not os.path.samestat(os.fstat(fd), expected):
+        os.close(fd)
+        raise OSError(errno.EAGAIN, "it was replaced while being walked", path)
+    return fd
+
+
+def _climb(fd: int, expected: os.stat_result) -> int:
+    """Open ".." of *fd*, checking that it is still the directory we came from."""
+    parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    if not os.path.samestat(os.fstat(parent), expected):
+        os.close(parent)
+        raise OSError(errno.EAGAIN, "its parent was moved while it was being walked")
+    return parent
+
+
+# ---- atomic_write()'s steps ----------------------------------------------------
+
+
 class _AtomicWrite:
-    """atomic_write()'s steps: make the temporary, then commit or roll back."""
+    """atomic_write()'s steps: make the temporary, then commit or roll back.
+
+    State is explicit: the temporary's name is recorded before the call that
+    creates it, and forgotten once it is the target, so a rollback removes
+    exactly what is ours; the pid that entered is remembered, so that a forked
+    child leaving the block touches nothing of its parent's.
+    """
 
     def __init__(
         self,
@@ -218,41 +665,35 @@ class _AtomicWrite:
         durable: bool,
         open_kwargs: "dict[str, Any]",
     ) -> None:
-        if "w" not in mode or not set(mode) <= set("wbt"):
+        if mode not in _WRITE_MODES:
             raise ValueError(f"atomic_write() mode must be 'w', 'wb' or 'wt', not {mode!r}")
         if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
             raise TypeError(f"perms should be int or None, not {type(perms).__name__}")
-        self._path = _fsdecode(path, "path")
+        self._shown = _shown(path, "path")
         self._mode, self._open_kwargs = mode, open_kwargs
         self._overwrite, self._perms, self._durable = overwrite, perms, durable
-        self._dir_fd = self._fd = -1  # open between __enter__ and __exit__
-        self._name = ""
-        self._temp: str | None = None  # the temporary's name while it is ours to remove
+        self._pid = 0  # the process in the block, 0 outside it
+        self._dir_fd = self._fd = -1
+        self._name = ""  # the target's name in _dir_fd
+        self._existing: os.stat_result | None = None
+        self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
 
     def __enter__(self) -> "IO[Any]":
-        if self._dir_fd >= 0:
+        if self._pid:
             raise RuntimeError("this atomic_write() is already in use")
-        _bind_early(self._path)
-        # With overwrite=False anything at path, a dangling symlink too, is in the way.
-        target, existing = _write_through(self._path) if self._overwrite else (self._path, None)
-        if existing and not stat.S_ISREG(existing.st_mode):
-            if stat.S_ISDIR(existing.st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self._path)
-            raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it", self._path)
-        directory, self._name = os.path.split(target)
-        self._dir_fd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        _bind_early(self._shown)
+        self._pid = os.getpid()
+        self._temp = self._file = None  # from an earlier use of this object
         try:
-            # A new file without perms gets 0o666 less the umask from the kernel, as with open().
-            mode = 0o666 if self._perms is None and not existing else 0o600
-            self._fd, self._temp = _create_temp(self._dir_fd, self._name, mode)
-            self._set_owner_and_perms(existing)
-            # The descriptor stays ours, so a file closed in the block cannot
-            # leave a reused descriptor number to be synced and linked.
-            self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)
-        except BaseException:
-            self._rollback()
+            self._open()
+        except BaseException as e:
+            leftovers = self._rollback(e)
+            self._pid = 0
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
+        assert self._file is not None
         return self._file
 
     def __exit__(
@@ -261,13 +702,72 @@ class _AtomicWrite:
         exc: "BaseException | None",
         traceback: "TracebackType | None",
     ) -> None:
-        if exc_type is None:
-            self._commit()
-        else:
-            self._rollback()
+        try:
+            if os.getpid() != self._pid:
+                self._leave_to_parent()
+            elif exc is None:
+                self._commit()
+            else:
+                leftovers = self._rollback(exc)
+                if isinstance(exc, OSError) and not exc.filename:
+                    exc.filename = self._shown
+                    exc.strerror = _with_state(exc.strerror, _NOTHING_CHANGED + leftovers)
+        finally:
+            self._pid = 0
 
-    def _set_owner_and_perms(self, existing: "os.stat_result | None") -> None:
-        perms = self._perms
+    def _open(self) -> None:
+        # With overwrite=False anything at path, a dangling symlink too, is in the way.
+        path = os.fsdecode(self._shown)
+        target, self._existing = _write_through(path) if self._overwrite else (path, None)
+        existing = self._existing
+        if existing and not stat.S_ISREG(existing.st_mode):
+            if stat.S_ISDIR(existing.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it")
+        directory, self._name = _split(target)
+        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # A new file without perms gets 0o666 less the umask from the kernel, as with open().
+        mode = 0o666 if self._perms is None and not existing else 0o600
+        if _O_TMPFILE:
+            self._fd = _open_tmpfile(self._dir_fd, mode)
+        if self._fd < 0:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            self._temp = _Temporary(self._dir_fd, self._name)
+            self._fd = self._temp.create(lambda name: os.open(name, flags, mode, dir_fd=self._dir_fd))
+        # The descriptor stays ours, so a file closed in the block cannot
+        # leave a reused descriptor number to be synced and linked.
+        self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)
+
+    def _commit(self) -> None:
+        assert self._file is not None
+        try:
+            self._file.close()  # flushes, unless the block closed it already
+            self._set_owner_and_perms()  # after the last write, which clears setuid
+            if self._durable:
+                _fsync(self._fd)
+            if self._temp is None and not self._overwrite:
+                _link_fd(self._fd, self._name, self._dir_fd)  # link() never replaces
+            else:
+                self._rename()
+        except BaseException as e:
+            leftovers = self._rollback(e)
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
+            raise
+        try:  # the new content is in place
+            _close(self._fd)
+            self._fd = -1
+            if self._durable:
+                _sync_dirs(self._dir_fd, self._name)
+        except OSError as e:
+            step = "not yet durable" if self._fd < 0 else "closing it failed"
+            raise _failed(e, self._shown, done=f"the new content is in place, but {step}") from e
+        finally:
+            fds, self._fd, self._dir_fd = (self._fd, self._dir_fd), -1, -1
+            _close(*fds)
+
+    def _set_owner_and_perms(self) -> None:
+        perms, existing = self._perms, self._existing
         if existing:
             try:
                 os.fchown(self._fd, existing.st_uid, existing.st_gid)
@@ -279,58 +779,44 @@ class _AtomicWrite:
         if perms is not None:
             os.fchmod(self._fd, perms)
 
-    def _commit(self) -> None:
-        assert self._file is not None
-        try:
-            self._file.close()  # flushes, unless the block closed it already
-            if self._durable:
-                _fsync(self._fd)
-            self._place()
-        except BaseException:
-            self._rollback()
-            raise
-        try:
-            if self._durable:
-                _fsync(self._dir_fd)
-        except OSError as e:
-            raise _not_durable(self._path, e) from e
-        finally:
-            self._close()
+    def _rename(self) -> None:
+        """Put the file at the target through a named temporary, closed first,
+        so that a failing close() counts as a failed write."""
+        if self._temp is None:  # anonymous: give it a hidden name first
+            self._temp = _Temporary(self._dir_fd, self._name)
+            self._temp.create(lambda name: _link_fd(self._fd, name, self._dir_fd))
+        fd, self._fd = self._fd, -1
+        os.close(fd)
+        assert self._temp.name is not None
+        if self._overwrite:
+            _renameat2(self._temp.name, self._name, 0, self._dir_fd, self._dir_fd)
+        else:
+            _rename_new(self._temp.name, self._name, self._dir_fd, self._dir_fd)
+        self._temp.name = None  # it is the target now
 
-    def _place(self) -> None:
-        """Give the written file the target's name."""
-        try:
-            if self._temp is None and not self._overwrite:
-                _link_fd(self._fd, self._name, self._dir_fd)  # link() never overwrites
-                return
-            if self._temp is None:
-                _, self._temp = _unique_name(self._name, lambda temp: _link_fd(self._fd, temp, self._dir_fd))
-            if self._overwrite:
-                _renameat2(self._temp, self._name, 0, self._dir_fd, self._dir_fd)
-            else:
-                rename_noreplace(self._temp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            self._temp = None  # it is the target now
-        except OSError as e:
-            raise _naming(self._path, e) from e
+    def _rollback(self, exc: BaseException) -> str:
+        """Close and remove what is ours; return where anything was left, if it was."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the write is abandoned: what it could not flush no longer matters
+        leftovers = _cleanup(self._temp, exc)
+        fds, self._fd, self._dir_fd = (self._fd, self._dir_fd), -1, -1
+        _close(*fds)
+        return leftovers
 
-    def _rollback(self) -> None:
-        try:
+    def _leave_to_parent(self) -> None:
+        """In a forked child: drop the descriptors without flushing into the parent's file."""
+        if self._fd >= 0:
+            # The file object may hold data buffered before the fork, which its
+            # close would write a second time into the file the parent shares.
+            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            os.dup2(null, self._fd, inheritable=False)
+            os.close(null)
             if self._file is not None:
                 self._file.close()
-        except OSError:
-            pass  # the write is abandoned: what it could not flush no longer matters
-        finally:
-            if self._temp is not None:
-                try:
-                    os.unlink(self._temp, dir_fd=self._dir_fd)
-                except FileNotFoundError:
-                    pass
-            self._close()
-
-    def _close(self) -> None:
-        for fd in (self._fd, self._dir_fd):
-            if fd >= 0:
-                os.close(fd)
+        _close(self._fd, self._dir_fd)
         self._fd = self._dir_fd = -1
 
 
@@ -352,21 +838,16 @@ if _O_TMPFILE and not os.path.isdir("/proc/self/fd"):
     _O_TMPFILE = 0  # such a file is linked in through /proc/self/fd
 
 
-def _create_temp(dir_fd: int, name: str, mode: int) -> "tuple[int, str | None]":
-    """A new file open for writing in *dir_fd*, and its name if it has one.
-
-    Anonymous (O_TMPFILE) where the kernel and the filesystem can make it: a
-    crash while writing then leaves nothing behind.
-    """
-    if _O_TMPFILE:
-        try:
-            return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd), None
-        except OSError as e:
-            # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
-                raise
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    return _unique_name(name, lambda temp: os.open(temp, flags, mode, dir_fd=dir_fd))
+def _open_tmpfile(dir_fd: int, mode: int) -> int:
+    """An anonymous file in *dir_fd*, which a crash cannot leave behind; -1 where
+    the filesystem cannot make one."""
+    try:
+        return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as e:
+        # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
+            raise
+        return -1
 
 
 def _link_fd(fd: int, name: str, dir_fd: int) -> None:
@@ -376,83 +857,49 @@ def _link_fd(fd: int, name: str, dir_fd: int) -> None:
     os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
 
 
-def _unique_name(path: str, create: "Callable[[str], _T]") -> "tuple[_T, str]":
-    """Call create() with hidden names beside *path* until one is free.
-
-    The name, .NAME.RANDOM.tmp, says what a leftover was meant to become.
-    """
-    directory, name = os.path.split(path)
-    while len(os.fsencode(name)) > 200:  # the name gains 18 bytes; NAME_MAX is 255
-        name = name[:-1]
-    while True:
-        temp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
-        try:
-            return create(temp), temp
-        except FileExistsError:
-            continue
-
-
-def _fsync(fd: int) -> None:
-    if sys.platform == "darwin":
-        import fcntl
-
-        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)  # fsync() on macOS stops at the drive's cache
-    else:
-        os.fsync(fd)
-
-
-def _fsync_path(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except PermissionError:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)  # a write-only file: fsync takes either
-    try:
-        _fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _not_durable(path: str, e: OSError) -> OSError:
-    return OSError(e.errno, f"{path!r} has its new content, but it is not yet durable: {e.strerror}", path)
-
-
-def _naming(path: str, e: OSError) -> OSError:
-    """*e* again, naming the user's *path* rather than a temporary."""
-    return OSError(e.errno, e.strerror, path)
-
-
-def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
-    """Build a directory in private, then publish it at *path* all at once.
-
-        with atomic_dir("public/site") as staging:
-            (staging / "index.html").write_text(html)
-
-    Yields a fresh, empty staging directory beside *path*, as an absolute
-    pathlib.Path. Leaving the block normally fsyncs every file and directory
-    staged (when *durable*), then publishes the tree at *path* with replace(),
-    or with rename_noreplace() when overwrite=False (FileExistsError if *path*
-    exists). An exception, in the block or while publishing, leaves *path*
-    untouched and removes the staging directory. A symlink at *path* is
-    replaced like anything else, not followed: to repoint one, use symlink().
-    """
-    return _AtomicDir(_fsdecode(path, "path"), overwrite, durable)
+# ---- atomic_dir()'s steps ------------------------------------------------------
 
 
 class _AtomicDir:
-    """atomic_dir()'s steps: make the staging directory, then publish or remove it."""
+    """atomic_dir()'s steps: make the staging directory, then publish or remove it.
 
-    def __init__(self, path: str, overwrite: bool, durable: bool) -> None:
-        # Absolute, so that a chdir in the block changes nothing, and without
-        # a trailing slash, which would put the staging directory inside path.
-        self._path, self._overwrite, self._durable = os.path.abspath(path), overwrite, durable
-        self._staging = ""
+    The parent is held by descriptor from __enter__ to the end, so the staging
+    directory, the publication and the cleanup all happen in the directory the
+    kernel resolved once; state is explicit, as in _AtomicWrite.
+    """
+
+    def __init__(self, path: "StrOrBytesPath", overwrite: bool, durable: bool) -> None:
+        self._shown = _shown(path, "path")
+        self._overwrite, self._durable = overwrite, durable
+        self._directory, self._name = _split(self._shown)
+        _refuse_dot(self._shown)
+        self._pid = 0
+        self._dir_fd = -1
+        self._staging: _Temporary | None = None
 
     def __enter__(self) -> "Path":
         from pathlib import Path
 
-        _bind_early(self._path)
-        _, self._staging = _unique_name(self._path, os.mkdir)
-        return Path(self._staging)
+        if self._pid:
+            raise RuntimeError("this atomic_dir() is already in use")
+        _bind_early(self._shown)
+        self._pid = os.getpid()
+        try:
+            # Absolute without normalising, so that "link/.." stays as the
+            # kernel resolves it, and a chdir in the block changes nothing.
+            self._directory = os.path.join(os.getcwd(), self._directory)
+            self._dir_fd = _open_dir(self._directory)
+            self._staging = _Temporary(self._dir_fd, self._name, directory=True)
+            self._staging.create(lambda name: os.mkdir(name, dir_fd=self._dir_fd))
+        except BaseException as e:
+            leftovers = _cleanup(self._staging, e)
+            _close(self._dir_fd)
+            self._dir_fd, self._pid = -1, 0
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
+            raise
+        assert self._staging.name is not None
+        return Path(self._directory, self._staging.name)
 
     def __exit__(
         self,
@@ -460,86 +907,319 @@ class _AtomicDir:
         exc: "BaseException | None",
         traceback: "TracebackType | None",
     ) -> None:
-        if exc_type is not None:
-            _remove_staging(self._staging)
-            return
         try:
-            if self._durable:
-                _fsync_tree(self._staging)
-            old_is_at_staging = self._publish()
-        except BaseException:
-            _remove_staging(self._staging)
-            raise
-        try:
-            if self._durable:
-                _fsync_path(os.path.dirname(self._path))
-        except OSError as e:
-            raise _not_durable(self._path, e) from e
+            if os.getpid() != self._pid:
+                pass  # a forked child: the staging tree is its parent's
+            elif exc is not None:
+                _cleanup(self._staging, exc)
+            else:
+                self._commit()
         finally:
-            if old_is_at_staging:
-                _remove_old(self._staging, self._path)
+            _close(self._dir_fd)
+            self._dir_fd, self._pid = -1, 0
 
-    def _publish(self) -> bool:
+    def _commit(self) -> None:
+        staging = self._staging
+        assert staging is not None and staging.name is not None
         try:
-            if self._overwrite:
-                return _put(self._staging, self._path)
-            rename_noreplace(self._staging, self._path)
-            return False
+            if self._durable:
+                _sync_tree(self._dir_fd, staging.name)
+            exchanged = self._publish(staging.name)
+        except BaseException as e:
+            leftovers = _cleanup(staging, e)
+            if isinstance(e, OSError):
+                raise _failed(e, self._shown, leftovers=leftovers) from e
+            raise
+        location = os.path.join(self._directory, staging.name)
+        problems = _after_put(
+            exchanged, self._dir_fd, staging.name, location, self._dir_fd, self._name, self._durable
+        )
+        staging.name = None  # the tree is published; what is left at its name is reported
+        if problems:
+            raise _in_place_but(problems, self._shown)
+
+    def _publish(self, staging: str) -> bool:
+        """Put the staged tree at the target; True if the old one is at *staging* now."""
+        if self._overwrite:
+            return _put(staging, self._name, self._dir_fd, self._dir_fd)
+        try:
+            _renameat2(staging, self._name, RENAME_NOREPLACE, self._dir_fd, self._dir_fd)
         except OSError as e:
-            raise _naming(self._path, e) from e
+            if e.errno not in _FLAG_UNSUPPORTED:
+                raise
+            # The filesystem cannot rename without replacing: claim the name
+            # with mkdir(), which never replaces, then rename over that.
+            os.mkdir(self._name, 0o700, dir_fd=self._dir_fd)
+            try:
+                _renameat2(staging, self._name, 0, self._dir_fd, self._dir_fd)
+            except BaseException:
+                try:
+                    os.rmdir(self._name, dir_fd=self._dir_fd)
+                except OSError:
+                    pass  # no longer empty: someone else's now
+                raise
+        return False
 
 
-def _fsync_tree(directory: str) -> None:
-    """fsync every regular file and directory in *directory*, then itself."""
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                _fsync_tree(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                _fsync_path(entry.path)
-    _fsync_path(directory)
+# ---- Durability -----------------------------------------------------------------
 
 
-def _remove_staging(path: str) -> None:
-    """Remove a staging tree, whatever modes the block gave its directories."""
-    import shutil
+def _fsync(fd: int) -> None:
+    """The one file and directory sync: F_FULLFSYNC on macOS, whose fsync()
+    stops at the drive's cache."""
+    if sys.platform == "darwin":
+        import fcntl
 
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+    else:
+        os.fsync(fd)
+
+
+def _sync_tree(dir_fd: int, name: str) -> None:
+    """Make the tree *name* in *dir_fd* durable: one syncfs() of its filesystem
+    where the platform has it (it opens nothing inside the tree, so it also
+    covers what the caller made unreadable), else an fsync of every file and
+    directory in it."""
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     try:
-        shutil.rmtree(path)
-    except PermissionError:
-        os.chmod(path, 0o700)
-        for directory, subdirectories, _ in os.walk(path):
-            for name in subdirectories:
-                if not os.path.islink(os.path.join(directory, name)):
-                    os.chmod(os.path.join(directory, name), 0o700)
-        shutil.rmtree(path)
-
-
-def symlink(target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True) -> None:
-    """Make *link_path* a symlink to *target*, atomically repointing an old one.
-
-    The new link is made under a hidden name beside *link_path* and renamed
-    over it, so readers find the old link or the new one, never none. A file
-    at *link_path* is replaced too; a directory is not (IsADirectoryError).
-    overwrite=False is os.symlink(): FileExistsError if *link_path* exists.
-    """
-    target, link_path = _fsdecode(target, "target"), _fsdecode(link_path, "link_path")
-    if not overwrite:
-        os.symlink(target, link_path)
+        _syncfs(fd)
         return
-    _bind_early(link_path)
-    _, temp = _unique_name(link_path, lambda temp: os.symlink(target, temp))
-    try:
-        _renameat2(temp, link_path, 0)
     except OSError as e:
-        os.unlink(temp)
-        raise _naming(link_path, e) from e
-    except BaseException:
-        os.unlink(temp)
-        raise
+        if e.errno != errno.ENOTSUP:
+            raise
+    finally:
+        os.close(fd)
+    _walk(dir_fd, name, _open_to_sync, _fsync_file, _fsync_dir, [])
 
 
-# The binding: every public function reaches the kernel through _renameat2().
+def _open_to_sync(dir_fd: int, name: str) -> int:
+    return _open_for_sync(dir_fd, name, os.O_DIRECTORY)
+
+
+def _fsync_file(fd: int, entry: "os.DirEntry[str]") -> None:
+    if entry.is_file(follow_symlinks=False):
+        _sync_file(fd, entry.name)
+
+
+def _fsync_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
+    _fsync(fd)
+
+
+def _open_for_sync(dir_fd: int, name: str, kind: int) -> int:
+    """Open *name* to fsync it, even if its owner made it unreadable.
+
+    Never for writing, which a directory refuses; an unreadable entry is made
+    readable for the open and its mode restored through the descriptor, so
+    the fsync records the mode too.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | kind
+    try:
+        return os.open(name, flags, dir_fd=dir_fd)
+    except PermissionError:
+        mode = stat.S_IMODE(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        os.chmod(name, mode | 0o400, dir_fd=dir_fd)
+        fd = os.open(name, flags, dir_fd=dir_fd)
+        os.fchmod(fd, mode)
+        return fd
+
+
+def _sync_file(dir_fd: int, name: str) -> None:
+    """fsync *name* if it is a regular file (before a rename moves it)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return  # the rename will say so
+    if stat.S_ISREG(st.st_mode):
+        fd = _open_for_sync(dir_fd, name, 0)
+        try:
+            _fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sync_dirs(dir_fd: int, entry: str, *others: int) -> None:
+    """fsync the directory *dir_fd*, and each of *others* that is another one.
+
+    A directory held without read permission (-wx, opened O_PATH) cannot be
+    fsynced: then its filesystem is synced once, with syncfs(), through
+    *entry*, which the job has just put in *dir_fd*.
+    """
+    synced: list[os.stat_result] = []
+    for fd in (dir_fd, *others):
+        st = os.fstat(fd)
+        if any(os.path.samestat(st, other) for other in synced):
+            continue
+        synced.append(st)
+        try:
+            _fsync(fd)
+        except OSError as e:
+            if e.errno != errno.EBADF or _O_PATH == os.O_RDONLY:
+                raise
+            through = os.open(
+                entry.rstrip("/"), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+            )
+            try:
+                _syncfs(through)  # one filesystem: it covers every directory here
+            finally:
+                os.close(through)
+            return
+
+
+# ---- Paths, temporaries and errors -----------------------------------------------
+
+# How many hidden names to try before giving up: each is 48 random bits.
+_NAME_ATTEMPTS = 100
+_NOTHING_CHANGED = "nothing was changed"
+# What atomic_write() writes through: text and binary, never reading or appending.
+_WRITE_MODES = ("w", "wt", "tw", "wb", "bw")
+
+
+class _Temporary:
+    """A hidden name beside a target, .NAME.RANDOM.tmp, that this job owns.
+
+    The name is recorded before the call that creates it, so that an
+    interrupt between that call and the next line cannot leave it behind;
+    cleanup removes what is recorded and ignores ENOENT. Set name to None
+    once it is no longer ours (it became the target).
+    """
+
+    def __init__(self, dir_fd: int, target: str, directory: bool = False) -> None:
+        self.dir_fd, self.target, self.directory = dir_fd, target, directory
+        self.name: str | None = None
+
+    def create(self, make: "Callable[[str], _T]") -> "_T":
+        target = self.target.rstrip("/")
+        while len(os.fsencode(target)) > 200:  # the name gains 18 bytes; NAME_MAX is 255
+            target = target[:-1]
+        for _ in range(_NAME_ATTEMPTS):
+            self.name = f".{target}.{os.urandom(6).hex()}.tmp"
+            try:
+                return make(self.name)
+            except FileExistsError:
+                self.name = None  # someone else's
+        raise FileExistsError(errno.EEXIST, f"no free temporary name in {_NAME_ATTEMPTS} tries")
+
+    def remove(self) -> None:
+        if self.name is None:
+            return
+        if self.directory:
+            _remove_tree(self.dir_fd, self.name)
+        else:
+            try:
+                os.unlink(self.name, dir_fd=self.dir_fd)
+            except FileNotFoundError:
+                pass
+        self.name = None
+
+
+def _cleanup(temp: "_Temporary | None", exc: "BaseException | None" = None) -> str:
+    """Remove *temp*; if that fails, say so on *exc* and return where it is left.
+
+    Never raises: the exception that made us clean up is the one to report.
+    """
+    if temp is None or temp.name is None:
+        return ""
+    try:
+        temp.remove()
+        return ""
+    except OSError as e:
+        note = f"{temp.name!r} is left behind: removing it failed: {e}"
+        if exc is not None:
+            _add_note(exc, note)
+        return f"; but {note}"
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)  # Python 3.11
+    if add_note is not None:
+        add_note(note)
+    else:
+        setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010 (before 3.11)
+
+
+def _failed(
+    e: OSError,
+    shown: "str | bytes",
+    shown2: "str | bytes | None" = None,
+    *,
+    done: "str | None" = None,
+    leftovers: str = "",
+) -> OSError:
+    """The one way a job reports a failure: *e*'s errno and message, the
+    caller's path(s) as spelled, never a temporary, and what changed: *done*
+    if anything did, else that nothing did."""
+    done = done or getattr(e, "done", None)
+    if getattr(e, "about_dst", False):  # a refusal that concerns the destination alone
+        shown, shown2 = shown2 if shown2 is not None else shown, None
+    strerror = e.strerror or os.strerror(e.errno or 0)
+    return OSError(
+        e.errno, _with_state(strerror, (done or _NOTHING_CHANGED) + leftovers), shown, None, shown2
+    )
+
+
+def _in_place_but(
+    problems: "list[tuple[OSError, str]]", shown: "str | bytes", shown2: "str | bytes | None" = None
+) -> OSError:
+    """The error for a job whose new content is in place, though not all went well."""
+    first = problems[0][0]
+    done = "the new content is in place, but " + " and ".join(what for _, what in problems)
+    error = _failed(first, shown, shown2, done=done)
+    error.__cause__ = first
+    return error
+
+
+def _with_state(strerror: "str | None", state: str) -> str:
+    return f"{strerror}; {state}"
+
+
+def _quote(path: "str | bytes") -> str:
+    return repr(os.fsdecode(path))
+
+
+def _shown(path: "StrOrBytesPath", name: str) -> "str | bytes":
+    """*path* as the caller spelled it, for errors; TypeError or ValueError naming *name*."""
+    _fsencode(path, name)
+    return os.fspath(path)
+
+
+def _split(path: "str | bytes") -> "tuple[str, str]":
+    """(directory, last component) of *path*, as str, for *at() calls.
+
+    Lexical only where that is exact: the directory keeps every symlink and
+    "..", so the kernel resolves it as it would the whole path. A trailing
+    slash stays on the name, where it means "a directory" to the kernel.
+    """
+    path = os.fsdecode(path)
+    stripped = path.rstrip("/")
+    directory, name = os.path.split(stripped)
+    return directory or ("/" if path.startswith("/") else "."), name + path[len(stripped) :]
+
+
+def _refuse_dot(shown: "str | bytes") -> None:
+    """EINVAL for a path that names no replaceable entry: ".", ".." or "/"."""
+    name = _split(shown)[1].rstrip("/")
+    if name in ("", ".", ".."):
+        message = "a path ending in '.', '..' or naming '/' cannot be replaced; " + _NOTHING_CHANGED
+        raise OSError(errno.EINVAL, message, shown)
+
+
+def _open_dir(path: str, dir_fd: "int | None" = None) -> int:
+    """Hold the directory *path* open; by O_PATH where it may not be read (-wx)."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except PermissionError:
+        if _O_PATH == os.O_RDONLY:
+            raise
+        return os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+# ---- The binding: every rename reaches the kernel through _renameat2() ----------
 # The C function is looked up on the first call and cached in _binding, so that
 # importing this module never loads ctypes.
 
@@ -586,17 +1266,16 @@ def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
     """*path* as the kernel takes it; TypeError or ValueError naming *name*."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{name} should be str, bytes or os.PathLike, not {type(path).__name__}")
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError as e:  # __fspath__ returned something else
+        raise TypeError(f"{name}: {e}") from None
     # Exact bytes, so that no subclass's __contains__ can hide a NUL from the
     # check: ctypes would cut the path there.
     encoded = str.encode(path, _FS_ENCODING, _FS_ERRORS) if isinstance(path, str) else bytes(path)
     if 0 in encoded:
         raise ValueError(f"{name}: embedded null byte")
     return encoded
-
-
-def _fsdecode(path: "StrOrBytesPath", name: str) -> str:
-    return os.fsdecode(_fsencode(path, name))
 
 
 def _check_dir_fd(fd: object, name: str) -> None:
@@ -611,7 +1290,10 @@ def _check_dir_fd(fd: object, name: str) -> None:
 
 # What an errno means for a rename with these flags, beyond its strerror.
 _EXPLANATIONS = {
-    errno.EXDEV: "the two paths are on different filesystems",
+    errno.EXDEV: (
+        "the two paths are on different mounts: different filesystems, two mounts of one"
+        " (bind mounts), or on overlayfs a directory from a lower layer (without redirect_dir=on)"
+    ),
     errno.ENOSYS: "the kernel has no renameat2; Linux 3.15 or later is needed",
     errno.ENOTSUP: "this filesystem does not support {operation}",
     errno.EINVAL: (
@@ -620,6 +1302,7 @@ _EXPLANATIONS = {
     ),
 }
 _OPERATIONS = {
+    0: "renaming",
     RENAME_EXCHANGE: "exchanging two names",
     RENAME_NOREPLACE: "renaming without replacing",
 }
@@ -628,14 +1311,18 @@ _OPERATIONS = {
 def _rename_error(flags: int, first: "StrOrBytesPath", second: "StrOrBytesPath") -> OSError:
     import ctypes  # loaded by _bind() already
 
-    err = ctypes.get_errno()
+    return _c_error(ctypes.get_errno(), first, second, flags)
+
+
+def _c_error(err: int, first: "StrOrBytesPath", second: "StrOrBytesPath | None", flags: int = 0) -> OSError:
+    """The OSError for a C call that set errno *err*, naming the paths as os does."""
     message = os.strerror(err)
     explanation = _EXPLANATIONS.get(err)
-    if explanation and flags in _OPERATIONS:
-        message += f" ({explanation.format(operation=_OPERATIONS[flags])})"
-    elif err == errno.EINVAL:
-        message += " (a directory would move inside itself)"
-    return OSError(err, message, os.fspath(first), None, os.fspath(second))  # as os.rename does
+    # A plain rename's EINVAL is not about flags; what it is about, the kernel does not say.
+    if explanation and not (flags == 0 and err in (errno.EINVAL, errno.ENOTSUP)):
+        message += f" ({explanation.format(operation=_OPERATIONS.get(flags, 'renaming'))})"
+    second = None if second is None else os.fspath(second)
+    return OSError(err, message, os.fspath(first), None, second)  # as os.rename does
 
 
 def _bind(first: "StrOrBytesPath | None" = None, second: "StrOrBytesPath | None" = None) -> "_Binding":
@@ -655,7 +1342,7 @@ def _bind(first: "StrOrBytesPath | None" = None, second: "StrOrBytesPath | None"
     return _binding
 
 
-def _bind_early(path: str) -> None:
+def _bind_early(path: "StrOrBytesPath") -> None:
     """Bind before making a temporary that a rename will move to *path*.
 
     The first binding imports ctypes, milliseconds during which a crash
@@ -669,6 +1356,59 @@ def _open_libc(ctypes: "Any", name: "str | None") -> "Any":
     # use_errno makes ctypes save errno right after the call, per thread, for
     # get_errno() in _rename_error(); CDLL (not PyDLL) releases the GIL.
     return ctypes.CDLL(name, use_errno=True)
+
+
+# Other C functions the jobs need, looked up in the same C library on first use.
+_c_functions: "dict[str, Any]" = {}
+
+
+def _c_function(name: str) -> "Any":
+    """The C library's *name*, bound with an int result; None where it has none."""
+    if name not in _c_functions:
+        import ctypes
+
+        try:
+            function = _open_libc(ctypes, None)[name]
+            function.restype = ctypes.c_int
+        except AttributeError:
+            function = None
+        _c_functions[name] = function
+    return _c_functions[name]
+
+
+def _syncfs(fd: int) -> None:
+    """Sync the whole filesystem *fd* is on, and report its writeback errors
+    (Linux 5.8 and later); ENOTSUP where the platform has no syncfs()."""
+    call = _c_function("syncfs") if sys.platform in ("linux", "android") else None
+    if call is None:
+        raise OSError(errno.ENOTSUP, "this platform has no syncfs()")
+    if call(fd):
+        import ctypes
+
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def _link(
+    src: "StrOrBytesPath", dst: "StrOrBytesPath", src_dir_fd: "int | None", dst_dir_fd: "int | None"
+) -> None:
+    """link() that never follows a symlink at *src*, as rename() would not.
+
+    os.link(follow_symlinks=False) does this on CPython, but PyPy passes
+    AT_SYMLINK_NOFOLLOW, which Linux's linkat() rejects: there linkat() is
+    called with no flags, through ctypes.
+    """
+    call = _c_function("linkat") if sys.platform in ("linux", "android") else None
+    if call is None:
+        os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+        return
+    at_fdcwd = _LINUX_AT_FDCWD
+    old, new = _fsencode(src, "src"), _fsencode(dst, "dst")
+    src_fd = at_fdcwd if src_dir_fd is None else src_dir_fd
+    dst_fd = at_fdcwd if dst_dir_fd is None else dst_dir_fd
+    if call(src_fd, old, dst_fd, new, 0):
+        import ctypes
+
+        raise _c_error(ctypes.get_errno(), src, dst)
 
 
 # Linux AT_FDCWD is -100; the number of the renameat2 system call per
@@ -694,6 +1434,7 @@ _SYS_renameat2 = {
     ("sparc", "64"): 345,
     ("sparc", "32"): 345,
 }
+
 # Prefixes of the machine names Linux reports (os.uname().machine): i686, armv7l,
 # aarch64_be, riscv64, ppc64le, mips64, sparc64, ...
 _ARCHITECTURES = (

@@ -80,7 +80,9 @@ def test_overwrite_false_publishes_at_a_free_path(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "site") == ["new.html"]
 
 
-def test_durable_syncs_every_file_and_directory_staged_then_the_parent(tmp_path: Path) -> None:
+def test_durable_syncs_the_staged_filesystem_once_then_the_parent(tmp_path: Path) -> None:
+    """One syncfs() covers every staged file and directory, readable or not,
+    without opening any of them; the parent is fsynced once published."""
     log = tmp_path.parent / f"{tmp_path.name}.strace"
     code = (
         "import os, atomicswap\n"
@@ -91,19 +93,27 @@ def test_durable_syncs_every_file_and_directory_staged_then_the_parent(tmp_path:
         "    (s / 'link').symlink_to('a')\n"
     )
 
-    result = run_under_strace(code.format(durable=True), "-y", "-e", "trace=fsync", cwd=tmp_path, log=log)
+    result = run_under_strace(
+        code.format(durable=True),
+        "-y",
+        "-e",
+        "trace=fsync,syncfs,rename,renameat,renameat2",
+        cwd=tmp_path,
+        log=log,
+    )
     assert result.returncode == 0, result.stderr
-    synced = [path.replace(str(tmp_path), "") for path in re.findall(r"fsync\(\d+<([^>]*)>", log.read_text())]
-    staging = synced[-2]
-    assert re.fullmatch(r"/\.site\.[0-9a-f]{12}\.tmp", staging)
-    # Children before their directory, the staging directory, then the parent once published.
-    assert sorted(synced[:3]) == sorted([f"{staging}/a", f"{staging}/sub/b", f"{staging}/sub"])
-    assert synced.index(f"{staging}/sub/b") < synced.index(f"{staging}/sub")
-    assert synced[-1] == ""
+    calls = [
+        (call, path.replace(str(tmp_path), ""))
+        for call, path in re.findall(r"^\d+\s+(\w+)\(\d+<([^>]*)>", log.read_text(), re.MULTILINE)
+    ]
+    # glibc's renameat2() without flags is the renameat system call.
+    assert [call.replace("renameat2", "renameat") for call, _ in calls] == ["syncfs", "renameat", "fsync"]
+    assert re.fullmatch(r"/\.site\.[0-9a-f]{12}\.tmp", calls[0][1])  # the staging directory
+    assert calls[2][1] == ""  # the parent, once published
 
-    result = run_under_strace(code.format(durable=False), "-e", "trace=fsync", cwd=tmp_path, log=log)
+    result = run_under_strace(code.format(durable=False), "-e", "trace=fsync,syncfs", cwd=tmp_path, log=log)
     assert result.returncode == 0, result.stderr
-    assert "fsync(" not in log.read_text()
+    assert "sync" not in log.read_text()
 
 
 def test_special_files_in_the_staged_tree_are_not_opened(tmp_path: Path) -> None:
@@ -208,11 +218,11 @@ def test_a_failed_fsync_of_the_parent_says_the_tree_is_published_but_not_durable
         "        (s / 'f').write_text('x')\n"
         "except OSError as e:\n"
         "    print(e)\n",
-        # The third fsync: f, the staging directory, then the parent.
-        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=3"),
+        # The staged tree is synced by syncfs(): the one fsync is the parent's.
+        *("-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=1"),
         cwd=tmp_path,
     )
 
-    assert "has its new content, but it is not yet durable" in result.stdout, result.stderr
+    assert "the new content is in place, but it is not yet durable: 'site'" in result.stdout, result.stderr
     assert os.listdir(tmp_path / "site") == ["f"]
     assert os.listdir(tmp_path) == ["site"]

@@ -282,7 +282,7 @@ def test_a_failed_fsync_of_the_directory_says_the_content_is_not_yet_durable(
     printed = write_new_with_fsync_failing(tmp_path, temporary, ":when=2")  # the directory's
 
     assert printed.startswith("EIO ")
-    assert "'f' has its new content, but it is not yet durable" in printed
+    assert "; the new content is in place, but not yet durable: 'f'" in printed
     assert target.read_text() == "new"
     assert entries(tmp_path) == ["f"]
 
@@ -502,7 +502,7 @@ def test_a_directory_that_cannot_be_read_raises_permission_error() -> None:
             return {"error": None}
 
         report = as_nobody(write_into_box) if os.geteuid() == 0 else write_into_box()
-        assert report == {"error": "PermissionError", "filename": str(box)}
+        assert report == {"error": "PermissionError", "filename": str(box / "f")}
         box.chmod(0o755)
         assert os.listdir(box) == []
     finally:

@@ -79,41 +79,73 @@ def test_replace_rejects_wrong_types_naming_the_argument(tmp_path: Path) -> None
         replace(tmp_path, 7)  # type: ignore[arg-type]
 
 
-def test_replace_says_where_the_old_content_is_left_when_it_cannot_be_removed() -> None:
-    """The old tree holds a directory its owner may not write: as uid 65534
-    (a forked child, when the tests run as root) rmtree() cannot empty it."""
+def old_tree_as_nobody(lock: str) -> tuple[Path, Path, Path]:
+    """src, a non-empty dst and their parent, all owned by uid 65534 when the
+    tests run as root, with dst/locked made unwritable: mode 0o555 for
+    lock="mode", or owned by root for lock="owner", which 65534 cannot undo."""
     top = Path(tempfile.mkdtemp())
+    os.chmod(top, 0o755)
+    src, dst = top / "src", top / "dst"
+    make(src, "non-empty directory")
+    (dst / "locked").mkdir(parents=True)
+    write(dst / "locked" / "file", "old")
+    if os.geteuid() == 0:
+        for path in (top, src, dst, dst / "locked", dst / "locked" / "file"):
+            os.chown(path, 65534, 65534)
+        if lock == "owner":
+            os.chown(dst / "locked", 0, 0)
+    os.chmod(dst / "locked", 0o555)
+    return top, src, dst
+
+
+def replace_and_report(src: Path, dst: Path) -> dict[str, object]:
+    def action() -> dict[str, object]:
+        try:
+            replace(src, dst)
+        except OSError as e:
+            return {"type": type(e).__name__, "errno": e.errno, "message": str(e), "filename": e.filename}
+        return {"type": None}
+
+    return action() if os.geteuid() != 0 else as_nobody(action)
+
+
+def remove_all(top: Path) -> None:
+    for directory, _, _ in os.walk(top):
+        os.chmod(directory, 0o755)
+    import shutil
+
+    shutil.rmtree(top)
+
+
+def test_replace_removes_an_old_tree_whose_directories_its_owner_made_read_only() -> None:
+    top, src, dst = old_tree_as_nobody(lock="mode")
     try:
-        os.chmod(top, 0o755)
-        src, dst = top / "src", top / "dst"
-        make(src, "non-empty directory")
-        (dst / "locked").mkdir(parents=True)
-        write(dst / "locked" / "file", "old")
-        if os.geteuid() == 0:
-            for path in (top, src, dst, dst / "locked", dst / "locked" / "file"):
-                os.chown(path, 65534, 65534)
-        os.chmod(dst / "locked", 0o555)
+        report = replace_and_report(src, dst)
 
-        def replace_and_report() -> dict[str, object]:
-            try:
-                replace(src, dst)
-            except OSError as e:
-                return {"type": type(e).__name__, "errno": e.errno, "message": str(e)}
-            return {"type": None}
+        assert report == {"type": None}
+        assert sorted(os.listdir(dst)) == ["old-entry", "old-subdir"]  # src's tree
+        assert os.listdir(top) == ["dst"]  # and no hidden copy of the old one
+    finally:
+        remove_all(top)
 
-        report = replace_and_report() if os.geteuid() != 0 else as_nobody(replace_and_report)
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a directory owned by another user")
+def test_replace_says_where_the_old_content_is_left_when_it_cannot_be_removed() -> None:
+    """The old tree holds a directory owned by root: uid 65534 cannot empty it."""
+    top, src, dst = old_tree_as_nobody(lock="owner")
+    try:
+        report = replace_and_report(src, dst)
 
         assert report["type"] == "PermissionError"
         assert report["errno"] == errno.EACCES
-        assert f"'{dst}' was replaced, but its old content is left at '{src}'" in str(report["message"])
+        assert report["filename"] == str(src)
+        message = str(report["message"])
+        assert f"the new content is in place, but its old content is left at '{src}'" in message
+        assert f"(removing '{src}/locked/file' failed)" in message
         assert (dst / "old-entry").read_text() == "old"  # the replacement took effect
         assert (src / "locked" / "file").read_text() == "old"  # the leftover is where it says
     finally:
-        for directory, _, _ in os.walk(top):
-            os.chmod(directory, 0o755)
-        import shutil
-
-        shutil.rmtree(top)
+        remove_all(top)
 
 
 def test_replace_renames_again_when_dst_vanishes_before_the_exchange(tmp_path: Path) -> None:
