@@ -754,17 +754,19 @@ class _AtomicWrite:
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
+        step = "closing it failed"
         try:  # the new content is in place
-            _close(self._fd)
-            self._fd = -1
+            if self._fd >= 0:  # an anonymous file linked straight to the target
+                fd, self._fd = self._fd, -1
+                os.close(fd)
+            step = "not yet durable"
             if self._durable:
                 _sync_dirs(self._dir_fd, self._name)
         except OSError as e:
-            step = "not yet durable" if self._fd < 0 else "closing it failed"
             raise _failed(e, self._shown, done=f"the new content is in place, but {step}") from e
         finally:
-            fds, self._fd, self._dir_fd = (self._fd, self._dir_fd), -1, -1
-            _close(*fds)
+            _close(self._dir_fd)
+            self._dir_fd = -1
 
     def _set_owner_and_perms(self) -> None:
         perms, existing = self._perms, self._existing
@@ -1214,9 +1216,15 @@ def _open_dir(path: str, dir_fd: "int | None" = None) -> int:
 
 
 def _close(*fds: int) -> None:
+    """Close descriptors whose close cannot lose data: directories, and files
+    whose data is abandoned. A file whose data counts is closed with os.close()
+    at the step where its failure can still be reported."""
     for fd in fds:
         if fd >= 0:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 # ---- The binding: every rename reaches the kernel through _renameat2() ----------

@@ -107,5 +107,34 @@ def as_nobody(action: Callable[[], dict[str, object]]) -> dict[str, object]:
     return report
 
 
+# A system call that atomicswap never makes: scripts make it once, right before
+# the operation under test, so that injections can count from there.
+MARKER = "os.getppid()"
+
+
+def inject_after_marker(
+    code: str, syscalls: str, action: str, nth: int = 1, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run *code* under strace with *action* (for example "signal=SIGINT" or
+    "error=EIO") injected into the *nth* call of *syscalls* (comma-separated,
+    counted together) after the script's MARKER call."""
+    import re
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        # Discovery runs the whole job, on a copy of the directory it works in.
+        copy = Path(scratch) / "copy"
+        shutil.copytree(cwd or Path.cwd(), copy, symlinks=True)
+        log = Path(scratch) / "discovery"
+        run_under_strace(code, "-e", f"trace={syscalls},getppid", cwd=copy, log=log)
+        calls = re.findall(r"^\d+\s+(\w+)\(", log.read_text(), re.MULTILINE)
+        assert "getppid" in calls, "the script never reached its marker"
+        before = calls.index("getppid")
+    return run_under_strace(
+        code, "-e", f"trace={syscalls}", "-e", f"inject={syscalls}:{action}:when={before + nth}", cwd=cwd
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: runs for minutes (the fault sweep); -m 'not slow' skips it")

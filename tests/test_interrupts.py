@@ -1,0 +1,202 @@
+"""Interrupts, forks, re-entry and failing cleanups: a job leaves nothing
+behind that it made, and never touches what is not its own.
+
+An interrupt is made to land exactly between a system call that creates
+something and the next Python line: strace delivers SIGINT as that call
+returns, and Python raises KeyboardInterrupt at its next check.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import MARKER, inject_after_marker, run_python, write
+
+# Each script binds first, so that the calls counted are the job's own.
+PRELUDE = "import os, sys, atomicswap\natomicswap._bind_early('')\n"
+
+
+def interrupted(tmp_path: Path, job: str, syscalls: str, nth: int = 1) -> subprocess.CompletedProcess[str]:
+    """Run *job* with SIGINT delivered as the *nth* of *syscalls* after the marker returns."""
+    code = (
+        PRELUDE
+        + f"{MARKER}\n"
+        + "try:\n"
+        + "".join(f"    {line}\n" for line in job.splitlines())
+        + "except KeyboardInterrupt:\n"
+        + "    print('KeyboardInterrupt')\n"
+        + "except BaseException as e:\n"
+        + "    print(type(e).__name__, e)\n"
+    )
+    return inject_after_marker(code, syscalls, "signal=SIGINT", nth, cwd=tmp_path)
+
+
+WRITE = "with atomicswap.atomic_write('f') as f:\n    f.write('new')\n"
+NAMED = "atomicswap._O_TMPFILE = 0\n" + WRITE
+
+
+def test_an_interrupt_as_the_named_temporary_is_created_leaves_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "f", "old")
+
+    result = interrupted(tmp_path, NAMED, "open,openat", nth=2)  # the directory is opened first
+
+    assert result.stdout == "KeyboardInterrupt\n", result.stderr
+    assert os.listdir(tmp_path) == ["f"]
+    assert (tmp_path / "f").read_text() == "old"
+
+
+def test_an_interrupt_as_the_anonymous_file_gets_its_temporary_name_leaves_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "f", "old")
+
+    result = interrupted(tmp_path, WRITE, "link,linkat")
+
+    assert result.stdout == "KeyboardInterrupt\n", result.stderr
+    assert os.listdir(tmp_path) == ["f"]
+    assert (tmp_path / "f").read_text() == "old"
+
+
+def test_an_interrupt_as_the_staging_directory_is_made_leaves_nothing(tmp_path: Path) -> None:
+    result = interrupted(tmp_path, "with atomicswap.atomic_dir('site'):\n    pass", "mkdir,mkdirat")
+
+    assert result.stdout == "KeyboardInterrupt\n", result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupt_as_the_temporary_link_is_made_leaves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "current").symlink_to("old")
+
+    result = interrupted(tmp_path, "atomicswap.symlink('new', 'current')", "symlink,symlinkat")
+
+    assert result.stdout == "KeyboardInterrupt\n", result.stderr
+    assert os.listdir(tmp_path) == ["current"]
+    assert os.readlink(tmp_path / "current") == "old"
+
+
+def test_an_interrupt_after_a_link_is_repointed_is_only_an_interrupt(tmp_path: Path) -> None:
+    """Not a FileNotFoundError about a temporary that already became the link."""
+    (tmp_path / "current").symlink_to("old")
+
+    result = interrupted(tmp_path, "atomicswap.symlink('new', 'current')", "rename,renameat,renameat2")
+
+    assert result.stdout == "KeyboardInterrupt\n", result.stderr
+    assert os.listdir(tmp_path) == ["current"]
+    assert os.readlink(tmp_path / "current") == "new"
+
+
+def test_an_interrupt_after_a_write_is_renamed_into_place_is_only_an_interrupt(tmp_path: Path) -> None:
+    write(tmp_path / "f", "old")
+
+    result = interrupted(tmp_path, NAMED, "rename,renameat,renameat2")
+
+    assert result.stdout == "KeyboardInterrupt\n", result.stderr
+    assert os.listdir(tmp_path) == ["f"]
+    assert (tmp_path / "f").read_text() == "new"
+
+
+# A child forked inside the block, leaving through sys.exit() as a child
+# process in a worker pool or a daemon would.
+FORK = """
+import os, sys, atomicswap
+with atomicswap.{job} as handle:
+    {before_fork}
+    if os.fork() == 0:
+        sys.exit(0)
+    os.wait()
+    {after_fork}
+print(sorted(os.listdir('.')))
+"""
+
+
+def test_a_forked_child_leaving_an_atomic_write_leaves_the_write_to_its_parent(tmp_path: Path) -> None:
+    """The child must neither remove the temporary nor flush the parent's
+    buffered data into it a second time."""
+    write(tmp_path / "f", "old")
+    atomic_write_named = FORK.replace(
+        "import os, sys, atomicswap", "import os, sys, atomicswap\natomicswap._O_TMPFILE = 0"
+    )
+    for code in (FORK, atomic_write_named):
+        result = run_python(
+            code.format(
+                job="atomic_write('f')",
+                before_fork="handle.write('buffered before the fork;')",
+                after_fork="handle.write('after')",
+            ),
+            cwd=tmp_path,
+        )
+
+        assert result.stdout == "['f']\n", result.stderr
+        assert (tmp_path / "f").read_text() == "buffered before the fork;after"
+
+
+def test_a_forked_child_leaving_an_atomic_dir_leaves_the_staging_tree_to_its_parent(tmp_path: Path) -> None:
+    result = run_python(
+        FORK.format(
+            job="atomic_dir('site')",
+            before_fork="(handle / 'before').write_text('1')",
+            after_fork="(handle / 'after').write_text('2')",
+        ),
+        cwd=tmp_path,
+    )
+
+    assert result.stdout == "['site']\n", result.stderr
+    assert sorted(os.listdir(tmp_path / "site")) == ["after", "before"]
+
+
+def test_one_atomic_dir_cannot_be_entered_twice_at_once(tmp_path: Path) -> None:
+    from atomicswap import atomic_dir
+
+    publisher = atomic_dir(tmp_path / "site")
+    with publisher as staging, pytest.raises(RuntimeError, match="already in use"):
+        (staging / "outer").write_text("outer")
+        publisher.__enter__()
+
+    assert os.listdir(tmp_path) == ["site"]  # no second staging directory left behind
+    assert os.listdir(tmp_path / "site") == ["outer"]
+    with publisher as staging:  # and again afterwards
+        (staging / "again").write_text("again")
+    assert os.listdir(tmp_path / "site") == ["again"]
+
+
+# The block raises; removing what the job made fails too.
+FAILING_CLEANUP = (
+    PRELUDE
+    + "fds = len(os.listdir('/proc/self/fd'))\n"
+    + "{setup}\n"
+    + f"{MARKER}\n"
+    + "try:\n"
+    + "    with atomicswap.{job} as handle:\n"
+    + "        {fill}\n"
+    + "        raise ValueError('from the block')\n"
+    + "except ValueError as e:\n"
+    + "    print('ValueError', getattr(e, '__notes__', []))\n"
+    + "print('leaked', len(os.listdir('/proc/self/fd')) - fds)\n"
+)
+
+
+def test_when_removing_the_temporary_fails_the_blocks_exception_says_where_it_is(tmp_path: Path) -> None:
+    code = FAILING_CLEANUP.format(
+        setup="atomicswap._O_TMPFILE = 0", job="atomic_write('f')", fill="handle.write('x')"
+    )
+
+    result = inject_after_marker(code, "unlink,unlinkat", "error=EIO", cwd=tmp_path)
+
+    (leftover,) = os.listdir(tmp_path)
+    assert leftover.startswith(".f.") and leftover.endswith(".tmp")
+    assert result.stdout.startswith("ValueError ["), result.stderr
+    assert f"'{leftover}' is left behind: removing it failed: [Errno 5]" in result.stdout
+    assert result.stdout.endswith("leaked 0\n")
+
+
+def test_when_removing_the_staging_tree_fails_the_blocks_exception_says_where_it_is(tmp_path: Path) -> None:
+    code = FAILING_CLEANUP.format(setup="", job="atomic_dir('site')", fill="(handle / 'f').write_text('x')")
+
+    result = inject_after_marker(code, "unlink,unlinkat,rmdir", "error=EIO", cwd=tmp_path)
+
+    (leftover,) = os.listdir(tmp_path)
+    assert leftover.startswith(".site.") and leftover.endswith(".tmp")
+    assert result.stdout.startswith("ValueError ["), result.stderr
+    assert f"'{leftover}' is left behind: removing it failed: [Errno 5]" in result.stdout
+    assert result.stdout.endswith("leaked 0\n")
