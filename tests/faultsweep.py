@@ -253,7 +253,7 @@ SCENARIOS: dict[str, Scenario] = {
 # --- The child ----------------------------------------------------------------
 
 CHILD = """\
-import errno, fcntl, json, os, pathlib, shutil, stat, sys, tempfile
+import errno, fcntl, json, os, pathlib, shutil, stat, sys, tempfile, traceback
 import atomicswap
 atomicswap._bind_early("")
 import ctypes
@@ -286,6 +286,10 @@ def mark():
     os.getppid()  # the window's marker in the strace log
 
 
+def frames(e):
+    return traceback.extract_tb(e.__traceback__)[-3:]
+
+
 os.chdir(sys.argv[1])
 if sys.argv[2] in ("setup", "both"):
     for name, node in json.loads(sys.argv[3]).items():
@@ -307,6 +311,7 @@ except BaseException as e:
         "filename2": repr(getattr(e, "filename2", None)),
         "message": str(e),
         "notes": [str(note) for note in getattr(e, "__notes__", ())],
+        "raised at": [f"{{f.filename}}:{{f.lineno}} {{f.name}}" for f in frames(e)],
     }}
 else:
     mark()
