@@ -408,7 +408,15 @@ def _move_durably(
     finally:
         _close(src_fd, dst_fd)
     if problems:
-        raise _in_place_but(problems, shown_src, shown_dst)
+        raise _in_place_but(problems, shown_src, shown_dst, _DONE[flags])
+
+
+# What a durable rename has done when only its syncs fail, by flags.
+_DONE = {
+    0: "the new content is in place",
+    RENAME_EXCHANGE: "the exchange is done",
+    RENAME_NOREPLACE: "the rename is done",
+}
 
 
 def _rename_by_flags(src: str, dst: str, flags: int, src_fd: int, dst_fd: int) -> bool:
@@ -1160,12 +1168,14 @@ def _failed(
 
 
 def _in_place_but(
-    problems: "list[tuple[OSError, str]]", shown: "str | bytes", shown2: "str | bytes | None" = None
+    problems: "list[tuple[OSError, str]]",
+    shown: "str | bytes",
+    shown2: "str | bytes | None" = None,
+    done: str = "the new content is in place",
 ) -> OSError:
-    """The error for a job whose new content is in place, though not all went well."""
+    """The error for a job whose change is made, though not all went well."""
     first = problems[0][0]
-    done = "the new content is in place, but " + " and ".join(what for _, what in problems)
-    error = _failed(first, shown, shown2, done=done)
+    error = _failed(first, shown, shown2, done=f"{done}, but " + " and ".join(what for _, what in problems))
     error.__cause__ = first
     return error
 

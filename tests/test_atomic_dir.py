@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import as_nobody, run_python, run_under_strace, write
 
+import atomicswap
 from atomicswap import atomic_dir
 
 
@@ -226,3 +230,62 @@ def test_a_failed_fsync_of_the_parent_says_the_tree_is_published_but_not_durable
     assert "the new content is in place, but it is not yet durable: 'site'" in result.stdout, result.stderr
     assert os.listdir(tmp_path / "site") == ["f"]
     assert os.listdir(tmp_path) == ["site"]
+
+
+# Deeper than Python's recursion limit (1,000) and than PATH_MAX allows as one
+# path: the tree is made through descriptors and removed with rm.
+DEPTH = 5000
+
+
+def make_deep(top: Path) -> None:
+    """top/d/d/.../d/f, DEPTH directories deep."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(DEPTH):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def deep(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    subprocess.run(["rm", "-rf", str(tmp_path)], check=True)
+
+
+def test_a_tree_thousands_deep_can_be_replaced(deep: Path) -> None:
+    (deep / "site").mkdir()
+    make_deep(deep / "site")
+
+    with atomic_dir(deep / "site") as staging:
+        write(staging / "new", "new")
+
+    assert os.listdir(deep / "site") == ["new"]
+    assert os.listdir(deep) == ["site"]
+
+
+def test_a_staged_tree_thousands_deep_is_removed_when_the_block_fails(deep: Path) -> None:
+    with pytest.raises(ValueError), atomic_dir(deep / "site") as staging:
+        make_deep(staging)
+        raise ValueError
+
+    assert os.listdir(deep) == []
+
+
+def test_a_staged_tree_thousands_deep_is_synced_file_by_file_where_there_is_no_syncfs(
+    deep: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync walk macOS uses, run here by making _syncfs report ENOTSUP."""
+
+    def no_syncfs(fd: int) -> None:
+        raise OSError(errno.ENOTSUP, "this platform has no syncfs()")
+
+    monkeypatch.setattr(atomicswap, "_syncfs", no_syncfs)
+    with atomic_dir(deep / "site") as staging:
+        make_deep(staging)
+
+    assert os.listdir(deep / "site") == ["d"]
