@@ -146,7 +146,7 @@ class Scenario:
     after: Tree
     code: str  # the job, indented for the child's try block
     target: str  # the path whose content is replaced
-    paths: tuple[str, ...]  # the user's paths, as the code spells them
+    paths: tuple[str | bytes, ...]  # the user's paths, as the code spells them: bytes stay bytes
     configure: str = ""  # run before the window, e.g. forcing named temporaries
     # strace -e inject= specs every run of this scenario gets: (syscall, errno,
     # occurrence in the window), e.g. the EINVAL that NFS answers to a flag.
@@ -157,16 +157,16 @@ NAMED = "atomicswap._O_TMPFILE = 0"
 
 
 def write_scenario(
-    name: str, before: Tree, configure: str = "", args: str = "", new: str = "new", text: str = ""
+    name: str, before: Tree, configure: str = "", args: str = "", path: str | bytes = "target.txt"
 ) -> Scenario:
-    """atomic_write("target.txt") of *new*, which the child gets as *text* (code), else repr(new)."""
+    """atomic_write(path) of "new" over target.txt, spelling the path as *path*."""
     return Scenario(
         name,
         before,
-        {**before, "target.txt": new},
-        WRITE_NEW.format(path="target.txt", args=args, text=text or repr(new)),
+        {**before, "target.txt": "new"},
+        WRITE_NEW.format(path=path, args=args, text=repr("new")),
         "target.txt",
-        ("target.txt",),
+        (path,),
         configure,
     )
 
@@ -176,6 +176,7 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         write_scenario("write_replace", {"target.txt": "old"}),
         write_scenario("write_replace_named", {"target.txt": "old"}, NAMED),
+        write_scenario("write_replace_bytes", {"target.txt": "old"}, path=b"target.txt"),
         write_scenario("write_create", {}),
         write_scenario("write_create_named", {}, NAMED),
         write_scenario("write_noreplace", {}, "", ", overwrite=False"),
@@ -219,6 +220,14 @@ SCENARIOS: dict[str, Scenario] = {
             "    atomicswap.replace('incoming', 'site')\n",
             "site",
             ("incoming", "site"),
+        ),
+        Scenario(
+            "replace_tree_bytes",
+            {"incoming": NEW_SITE, "site": OLD_SITE},
+            {"site": NEW_SITE},
+            "    atomicswap.replace(b'incoming', b'site')\n",
+            "site",
+            (b"incoming", b"site"),
         ),
         Scenario(
             "symlink",
