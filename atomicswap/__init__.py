@@ -127,12 +127,9 @@ def rename_noreplace(
         _renameat2(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"))
         return
     except OSError as e:
-        if e.errno not in _FLAG_UNSUPPORTED or _is_directory(src, src_dir_fd):
+        if e.errno not in _FLAG_UNSUPPORTED:
             raise _failed(e, os.fspath(src), os.fspath(dst)) from e
-    try:
-        _link_then_unlink(src, dst, src_dir_fd, dst_dir_fd)
-    except OSError as e:
-        raise _failed(e, os.fspath(src), os.fspath(dst)) from e
+    _move_durably(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"), durable=False)
 
 
 def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath", *, durable: bool = False) -> None:
@@ -156,16 +153,14 @@ def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath", *, durable: bool = Fal
     """
     shown_src, shown_dst = _shown(src, "src"), _shown(dst, "dst")
     _refuse_dot(shown_dst)
-    if durable:
-        _move_durably(src, dst, 0, None, None, ("src", "dst"))
-        return
-    try:
-        _renameat2(shown_src, shown_dst, 0, None, None, ("src", "dst"))
-        return
-    except OSError as e:
-        if e.errno not in _NEEDS_EXCHANGE:
-            raise _failed(e, shown_src, shown_dst) from e
-    _replace_by_exchange(shown_src, shown_dst, durable=False)
+    if not durable:
+        try:
+            os.replace(os.fsdecode(shown_src), os.fsdecode(shown_dst))  # what a rename can do, it does alone
+            return
+        except OSError as e:
+            if e.errno not in _NEEDS_EXCHANGE and sys.platform != "win32":
+                raise _failed(e, shown_src, shown_dst) from e
+    _move_durably(src, dst, 0, None, None, ("src", "dst"), durable=durable)
 
 
 def atomic_write(
@@ -248,29 +243,29 @@ def symlink(
     directory, name = _split(shown_link)
     _bind_early(shown_link)
     try:
-        dir_fd = _open_dir(directory)
+        parent = _Dir(directory)
     except OSError as e:
         raise _failed(e, shown_link) from e
     try:
-        _make_link(os.fsdecode(shown_target), name, dir_fd, overwrite, shown_link)
+        _make_link(os.fsdecode(shown_target), parent, name, overwrite, shown_link)
         if durable:
             try:
-                _sync_dirs(dir_fd, name)
+                _sync_dirs(parent, name)
             except OSError as e:
                 raise _failed(e, shown_link, done="the link is in place, but not yet durable") from e
     finally:
-        os.close(dir_fd)
+        parent.close()
 
 
-def _make_link(target: str, name: str, dir_fd: int, overwrite: bool, shown: "str | bytes") -> None:
+def _make_link(target: str, parent: "_Dir", name: str, overwrite: bool, shown: "str | bytes") -> None:
     """symlink()'s steps: a link under a hidden name, renamed over *name*."""
-    temp = _Temporary(dir_fd, name)
+    temp = _Temporary(parent, name)
     try:
         if not overwrite:
-            os.symlink(target, name, dir_fd=dir_fd)
+            os.symlink(target, parent.at(name), dir_fd=parent.fd)
             return
-        temp.create(lambda temp_name: os.symlink(target, temp_name, dir_fd=dir_fd))
-        _renameat2(temp.name, name, 0, dir_fd, dir_fd)  # type: ignore[arg-type]
+        temp.create(lambda temp_name: os.symlink(target, parent.at(temp_name), dir_fd=parent.fd))
+        _rename(parent, temp.name, parent, name)  # type: ignore[arg-type]
         temp.name = None  # it is the link now
     except OSError as e:
         raise _failed(e, shown, leftovers=_cleanup(temp, e)) from e
@@ -285,56 +280,121 @@ def _make_link(target: str, name: str, dir_fd: int, overwrite: bool, shown: "str
 # or EEXIST), a directory and src is not (EISDIR), or not one and src is (ENOTDIR).
 _NEEDS_EXCHANGE = (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR)
 # What a filesystem answers to a rename flag it does not support: EINVAL on
-# Linux (NFS, FUSE, 9p), ENOTSUP on macOS, EOPNOTSUPP on FreeBSD.
-_FLAG_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP)
+# Linux (NFS, FUSE, 9p), ENOTSUP on macOS, EOPNOTSUPP on FreeBSD; ENOSYS from
+# a kernel without renameat2, and ENOTSUP from a platform without one.
+_FLAG_UNSUPPORTED = (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS)
 # dst may vanish between the rename that found it in the way and the exchange,
 # and reappear before the next rename; each attempt is two system calls.
 _PUT_ATTEMPTS = 4
 
 
-def _replace_by_exchange(src: "str | bytes", dst: "str | bytes", durable: bool) -> None:
-    """replace() where a rename cannot do it: exchange, then remove the old content."""
-    src_dir, src_name = _split(src)
-    dst_dir, dst_name = _split(dst)
-    src_fd = dst_fd = -1
+def _move_durably(
+    src: "StrOrBytesPath",
+    dst: "StrOrBytesPath",
+    flags: int,
+    src_dir_fd: "int | None",
+    dst_dir_fd: "int | None",
+    names: "tuple[str, str]",
+    durable: bool = True,
+) -> None:
+    """The rename jobs' general case, in directories held for the length of it.
+
+    flags 0 is replace(): a rename, or where a rename cannot do it, an
+    exchange and the removal of the old content; RENAME_NOREPLACE falls back
+    to link() and unlink() for a non-directory. With *durable*, what moves is
+    synced before the rename and both parents after it.
+    """
+    shown_src, shown_dst = _shown(src, names[0]), _shown(dst, names[1])
+    _check_dir_fd(src_dir_fd, names[0])
+    _check_dir_fd(dst_dir_fd, names[1])
+    _bind_early(shown_src)
+    src_parent, src_name = _split(shown_src)
+    dst_parent, dst_name = _split(shown_dst)
+    src_dir = dst_dir = None
     try:
-        src_fd = _open_dir(src_dir)
-        dst_fd = _open_dir(dst_dir)
-        exchanged = _put(src_name, dst_name, src_fd, dst_fd)
-        problems = _after_put(exchanged, src_fd, src_name, src, dst_fd, dst_name, durable)
+        src_dir = _Dir(src_parent, src_dir_fd)
+        dst_dir = _Dir(dst_parent, dst_dir_fd)
+        if durable:
+            _sync_file(src_dir, src_name)
+            if flags == RENAME_EXCHANGE:
+                _sync_file(dst_dir, dst_name)
+        exchanged = _rename_by_flags(src_dir, src_name, dst_dir, dst_name, flags)
+        problems = _after_put(exchanged, src_dir, src_name, shown_src, dst_dir, dst_name, durable)
     except OSError as e:
-        raise _failed(e, src, dst) from e
+        raise _failed(e, shown_src, shown_dst) from e
     finally:
-        _close(src_fd, dst_fd)
+        for held in (src_dir, dst_dir):
+            if held is not None:
+                held.close()
     if problems:
-        raise _in_place_but(problems, src, dst)
+        raise _in_place_but(problems, shown_src, shown_dst, _DONE[flags])
 
 
-def _put(src: str, dst: str, src_dir_fd: int, dst_dir_fd: int) -> bool:
+# What a rename job has done when only what follows it fails, by flags.
+_DONE = {
+    0: "the new content is in place",
+    RENAME_EXCHANGE: "the exchange is done",
+    RENAME_NOREPLACE: "the rename is done",
+}
+
+
+def _rename_by_flags(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str, flags: int) -> bool:
+    """The rename a job asked for; True if an exchange left dst's old content at src."""
+    if flags == 0:
+        return _put(src_dir, src, dst_dir, dst)
+    if flags == RENAME_NOREPLACE:
+        _rename_new(src_dir, src, dst_dir, dst)
+    else:
+        _renameat2(src_dir.at(src), dst_dir.at(dst), flags, src_dir.fd, dst_dir.fd)
+    return False
+
+
+def _put(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> bool:
     """Move *src* to *dst* atomically; True if *dst*'s old content is now at *src*."""
     for _ in range(_PUT_ATTEMPTS):
         try:
-            _renameat2(src, dst, 0, src_dir_fd, dst_dir_fd)
+            _rename(src_dir, src, dst_dir, dst)
             return False
         except OSError as e:
             if e.errno not in _NEEDS_EXCHANGE:
                 raise
             in_the_way = e
-        _refuse_mounts_under(dst_dir_fd, dst)
+        _refuse_mounts_under(dst_dir, dst)
         try:
-            _renameat2(src, dst, RENAME_EXCHANGE, src_dir_fd, dst_dir_fd)
+            _renameat2(src_dir.at(src), dst_dir.at(dst), RENAME_EXCHANGE, src_dir.fd, dst_dir.fd)
             return True
         except FileNotFoundError:
             pass  # dst went away meanwhile: a rename will do
+        except OSError as e:
+            if e.errno in _FLAG_UNSUPPORTED:
+                e.strerror = f"{e.strerror}; only an atomic exchange could replace what is there"
+            raise
     raise in_the_way
+
+
+def _rename_new(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
+    """A rename that never replaces; where the platform or the filesystem cannot
+    (ENOTSUP, EINVAL, ENOSYS), link() then unlink() for a non-directory."""
+    try:
+        _renameat2(src_dir.at(src), dst_dir.at(dst), RENAME_NOREPLACE, src_dir.fd, dst_dir.fd)
+        return
+    except OSError as e:
+        if e.errno not in _FLAG_UNSUPPORTED or src_dir.holds_directory(src):
+            raise
+    _link(src_dir, src, dst_dir, dst)  # link() never replaces
+    try:
+        os.unlink(src_dir.at(src), dir_fd=src_dir.fd)
+    except OSError as e:
+        e.done = "the destination was created, but the source is still there too"  # type: ignore[attr-defined]
+        raise
 
 
 def _after_put(
     exchanged: bool,
-    src_fd: int,
+    src_dir: "_Dir",
     src: str,
     shown_src: "str | bytes",
-    dst_fd: int,
+    dst_dir: "_Dir",
     dst: str,
     durable: bool,
 ) -> "list[tuple[OSError, str]]":
@@ -346,24 +406,24 @@ def _after_put(
     problems = []
     if exchanged:
         try:
-            _remove_old(src_fd, src)
+            _remove_old(src_dir, src)
         except OSError as e:
             problems.append((e, f"its old content is left at {_below(shown_src, src, e.filename)}"))
     if durable:
         try:
-            _sync_dirs(dst_fd, dst, src_fd)
+            _sync_dirs(dst_dir, dst, src_dir)
         except OSError as e:
             problems.append((e, "it is not yet durable"))
     return problems
 
 
-def _remove_old(dir_fd: int, name: str) -> None:
+def _remove_old(parent: "_Dir", name: str) -> None:
     """Remove the old content that an exchange left at *name*."""
     name = name.rstrip("/")
-    mounts = _mounts_under(dir_fd, name)
+    mounts = _mounts_under(parent, name)
     if mounts:  # mounted between the check and the exchange
         raise OSError(errno.EBUSY, f"{_quote(mounts[0])} is mounted inside it", name)
-    _remove_tree(dir_fd, name)
+    _remove_tree(parent, name)
 
 
 def _below(shown: "str | bytes", name: str, failed: "str | None") -> str:
@@ -375,93 +435,12 @@ def _below(shown: "str | bytes", name: str, failed: "str | None") -> str:
     return where
 
 
-def _move_durably(
-    src: "StrOrBytesPath",
-    dst: "StrOrBytesPath",
-    flags: int,
-    src_dir_fd: "int | None",
-    dst_dir_fd: "int | None",
-    names: "tuple[str, str]",
-) -> None:
-    """A rename that survives a power cut: what moves is synced, then both parents.
-
-    flags 0 is replace(): where a rename cannot do it, an exchange and the
-    removal of the old content.
-    """
-    shown_src, shown_dst = _shown(src, names[0]), _shown(dst, names[1])
-    _check_dir_fd(src_dir_fd, names[0])
-    _check_dir_fd(dst_dir_fd, names[1])
-    _bind_early(shown_src)
-    src_parent, src_name = _split(shown_src)
-    dst_parent, dst_name = _split(shown_dst)
-    src_fd = dst_fd = -1
-    try:
-        src_fd = _open_dir(src_parent, src_dir_fd)
-        dst_fd = _open_dir(dst_parent, dst_dir_fd)
-        _sync_file(src_fd, src_name)
-        if flags == RENAME_EXCHANGE:
-            _sync_file(dst_fd, dst_name)
-        exchanged = _rename_by_flags(src_name, dst_name, flags, src_fd, dst_fd)
-        problems = _after_put(exchanged, src_fd, src_name, shown_src, dst_fd, dst_name, durable=True)
-    except OSError as e:
-        raise _failed(e, shown_src, shown_dst) from e
-    finally:
-        _close(src_fd, dst_fd)
-    if problems:
-        raise _in_place_but(problems, shown_src, shown_dst, _DONE[flags])
-
-
-# What a durable rename has done when only its syncs fail, by flags.
-_DONE = {
-    0: "the new content is in place",
-    RENAME_EXCHANGE: "the exchange is done",
-    RENAME_NOREPLACE: "the rename is done",
-}
-
-
-def _rename_by_flags(src: str, dst: str, flags: int, src_fd: int, dst_fd: int) -> bool:
-    """The rename a job asked for; True if an exchange left dst's old content at src."""
-    if flags == 0:
-        return _put(src, dst, src_fd, dst_fd)
-    if flags == RENAME_NOREPLACE:
-        _rename_new(src, dst, src_fd, dst_fd)
-    else:
-        _renameat2(src, dst, flags, src_fd, dst_fd)
-    return False
-
-
-def _rename_new(src: str, dst: str, src_fd: int, dst_fd: int) -> None:
-    """rename_noreplace() of names in open directories, with its link fallback."""
-    try:
-        _renameat2(src, dst, RENAME_NOREPLACE, src_fd, dst_fd)
-    except OSError as e:
-        if e.errno not in _FLAG_UNSUPPORTED or _is_directory(src, src_fd):
-            raise
-        _link_then_unlink(src, dst, src_fd, dst_fd)
-
-
-def _link_then_unlink(
-    src: "StrOrBytesPath", dst: "StrOrBytesPath", src_dir_fd: "int | None", dst_dir_fd: "int | None"
-) -> None:
-    """Move a non-directory without replacing, where the rename flag is unsupported."""
-    _link(src, dst, src_dir_fd, dst_dir_fd)  # link() never replaces
-    try:
-        os.unlink(src, dir_fd=src_dir_fd)
-    except OSError as e:
-        e.done = "the destination was created, but the source is still there too"  # type: ignore[attr-defined]
-        raise
-
-
-def _is_directory(path: "StrOrBytesPath", dir_fd: "int | None") -> bool:
-    return stat.S_ISDIR(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-
-
 # ---- Mounts and old trees -----------------------------------------------------
 
 
-def _refuse_mounts_under(dir_fd: int, name: str) -> None:
+def _refuse_mounts_under(parent: "_Dir", name: str) -> None:
     """EBUSY if a filesystem is mounted anywhere inside the directory *name*."""
-    mounts = _mounts_under(dir_fd, name)
+    mounts = _mounts_under(parent, name)
     if mounts:
         more = f" (and {len(mounts) - 1} more)" if len(mounts) > 1 else ""
         message = f"{_quote(mounts[0])}{more} is mounted inside the destination, which replacing would empty"
@@ -470,7 +449,7 @@ def _refuse_mounts_under(dir_fd: int, name: str) -> None:
         raise e
 
 
-def _mounts_under(dir_fd: int, name: str) -> "list[str]":
+def _mounts_under(parent: "_Dir", name: str) -> "list[str]":
     """Mount points strictly inside the directory *name*, from /proc/self/mountinfo.
 
     Empty where /proc is not mounted (or not Linux): then only the device
@@ -479,7 +458,8 @@ def _mounts_under(dir_fd: int, name: str) -> "list[str]":
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             table = f.read()
-        fd = os.open(name, _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        flags = _O_PATH | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+        fd = os.open(parent.at(name.rstrip("/")), flags, dir_fd=parent.fd)
     except OSError:
         return []  # no /proc, or no directory at name: nothing can be mounted inside it
     try:
@@ -496,27 +476,33 @@ def _unescape_mountinfo(field: bytes) -> bytes:
     return head + b"".join(bytes([int(part[:3], 8)]) + part[3:] for part in parts)
 
 
-_O_PATH = getattr(os, "O_PATH", os.O_RDONLY)  # Linux: a directory held without read permission
-
-
-def _remove_tree(dir_fd: int, name: str) -> None:
-    """Remove *name* in *dir_fd* and everything below it, like rm -r --one-file-system.
+def _remove_tree(parent: "_Dir", name: str) -> None:
+    """Remove *name* in *parent* and everything below it, like rm -r --one-file-system.
 
     Directories made read-only or unreadable by their owner are made
     writable first. What is on another device stays: the walk does not enter
     it, and the OSError (EBUSY) names it once everything else is removed.
+    Without descriptors for directories (Windows), shutil.rmtree() does it.
     """
-    if not _is_directory(name, dir_fd):
-        _unless_read_only(dir_fd, os.unlink, name)
+    if parent.fd is None:
+        import shutil
+
+        if parent.holds_directory(name):
+            shutil.rmtree(parent.at(name))
+        else:
+            os.unlink(parent.at(name))
+        return
+    if not parent.holds_directory(name):
+        _unless_read_only(parent.fd, os.unlink, name)
         return
     foreign: list[str] = []
-    _walk(dir_fd, name, _open_to_remove, _remove_file, _remove_dir, foreign)
+    _walk(parent.fd, name, _open_to_remove, _remove_file, _remove_dir, foreign)
     if foreign:
-        raise OSError(errno.EBUSY, "another filesystem is mounted there, and was left alone", foreign[0])
+        raise OSError(errno.EBUSY, "a filesystem is mounted inside it, and was left alone", foreign[0])
 
 
 def _open_to_remove(dir_fd: int, name: str) -> int:
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
     try:
         fd = os.open(name, flags, dir_fd=dir_fd)
     except PermissionError:
@@ -645,7 +631,7 @@ def _open_checked(
 
 def _climb(fd: int, expected: os.stat_result) -> int:
     """Open ".." of *fd*, checking that it is still the directory we came from."""
-    parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+    parent = os.open("..", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=fd)
     if not os.path.samestat(os.fstat(parent), expected):
         os.close(parent)
         raise OSError(errno.EAGAIN, "its parent was moved while it was being walked")
@@ -673,6 +659,8 @@ class _AtomicWrite:
         durable: bool,
         open_kwargs: "dict[str, Any]",
     ) -> None:
+        if not isinstance(mode, str):
+            raise TypeError(f"mode should be str, not {type(mode).__name__}")
         if mode not in _WRITE_MODES:
             raise ValueError(f"atomic_write() mode must be 'w', 'wb' or 'wt', not {mode!r}")
         if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
@@ -681,8 +669,9 @@ class _AtomicWrite:
         self._mode, self._open_kwargs = mode, open_kwargs
         self._overwrite, self._perms, self._durable = overwrite, perms, durable
         self._pid = 0  # the process in the block, 0 outside it
-        self._dir_fd = self._fd = -1
-        self._name = ""  # the target's name in _dir_fd
+        self._dir: _Dir | None = None
+        self._fd = -1
+        self._name = ""  # the target's name in _dir
         self._existing: os.stat_result | None = None
         self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
@@ -733,28 +722,28 @@ class _AtomicWrite:
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
             raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it")
         directory, self._name = _split(target)
-        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._dir = parent = _Dir(directory)
         # A new file without perms gets 0o666 less the umask from the kernel, as with open().
         mode = 0o666 if self._perms is None and not existing else 0o600
         if _O_TMPFILE:
-            self._fd = _open_tmpfile(self._dir_fd, mode)
+            self._fd = _open_tmpfile(parent, mode)
         if self._fd < 0:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            self._temp = _Temporary(self._dir_fd, self._name)
-            self._fd = self._temp.create(lambda name: os.open(name, flags, mode, dir_fd=self._dir_fd))
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+            self._temp = _Temporary(parent, self._name)
+            self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
         # The descriptor stays ours, so a file closed in the block cannot
         # leave a reused descriptor number to be synced and linked.
         self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)
 
     def _commit(self) -> None:
-        assert self._file is not None
+        assert self._file is not None and self._dir is not None
         try:
             self._file.close()  # flushes, unless the block closed it already
             self._set_owner_and_perms()  # after the last write, which clears setuid
             if self._durable:
                 _fsync(self._fd)
             if self._temp is None and not self._overwrite:
-                _link_fd(self._fd, self._name, self._dir_fd)  # link() never replaces
+                _link_fd(self._fd, self._dir, self._name)  # link() never replaces
             else:
                 self._rename()
         except BaseException as e:
@@ -769,12 +758,12 @@ class _AtomicWrite:
                 os.close(fd)
             step = "not yet durable"
             if self._durable:
-                _sync_dirs(self._dir_fd, self._name)
+                _sync_dirs(self._dir, self._name)
         except OSError as e:
             raise _failed(e, self._shown, done=f"the new content is in place, but {step}") from e
         finally:
-            _close(self._dir_fd)
-            self._dir_fd = -1
+            self._dir.close()
+            self._dir = None
 
     def _set_owner_and_perms(self) -> None:
         perms, existing = self._perms, self._existing
@@ -782,26 +771,27 @@ class _AtomicWrite:
             try:
                 os.fchown(self._fd, existing.st_uid, existing.st_gid)
                 kept = 0o7777
-            except OSError:
+            except (OSError, AttributeError):  # not allowed; or Windows, which has no owners to keep
                 kept = 0o1777  # the file is the writer's now: setuid or setgid would be too
             if perms is None:
                 perms = stat.S_IMODE(existing.st_mode) & kept
         if perms is not None:
-            os.fchmod(self._fd, perms)
+            _chmod_open_file(self._fd, self._dir, self._temp, perms)
 
     def _rename(self) -> None:
         """Put the file at the target through a named temporary, closed first,
         so that a failing close() counts as a failed write."""
+        assert self._dir is not None
         if self._temp is None:  # anonymous: give it a hidden name first
-            self._temp = _Temporary(self._dir_fd, self._name)
-            self._temp.create(lambda name: _link_fd(self._fd, name, self._dir_fd))
+            self._temp = _Temporary(self._dir, self._name)
+            self._temp.create(lambda name: _link_fd(self._fd, self._dir, name))  # type: ignore[arg-type]
         fd, self._fd = self._fd, -1
         os.close(fd)
         assert self._temp.name is not None
         if self._overwrite:
-            _renameat2(self._temp.name, self._name, 0, self._dir_fd, self._dir_fd)
+            _rename(self._dir, self._temp.name, self._dir, self._name)
         else:
-            _rename_new(self._temp.name, self._name, self._dir_fd, self._dir_fd)
+            _rename_new(self._dir, self._temp.name, self._dir, self._name)
         self._temp.name = None  # it is the target now
 
     def _rollback(self, exc: BaseException) -> str:
@@ -812,8 +802,11 @@ class _AtomicWrite:
             except OSError:
                 pass  # the write is abandoned: what it could not flush no longer matters
         leftovers = _cleanup(self._temp, exc)
-        fds, self._fd, self._dir_fd = (self._fd, self._dir_fd), -1, -1
-        _close(*fds)
+        _close(self._fd)
+        self._fd = -1
+        if self._dir is not None:
+            self._dir.close()
+            self._dir = None
         return leftovers
 
     def _leave_to_parent(self) -> None:
@@ -821,13 +814,16 @@ class _AtomicWrite:
         if self._fd >= 0:
             # The file object may hold data buffered before the fork, which its
             # close would write a second time into the file the parent shares.
-            null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            null = os.open(os.devnull, os.O_WRONLY | _O_CLOEXEC)
             os.dup2(null, self._fd, inheritable=False)
             os.close(null)
             if self._file is not None:
                 self._file.close()
-        _close(self._fd, self._dir_fd)
-        self._fd = self._dir_fd = -1
+        _close(self._fd)
+        self._fd = -1
+        if self._dir is not None:
+            self._dir.close()
+            self._dir = None
 
 
 def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
@@ -843,16 +839,24 @@ def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
         return path, None
 
 
+def _chmod_open_file(fd: int, parent: "_Dir | None", temp: "_Temporary | None", perms: int) -> None:
+    """fchmod(), or where os has none (Windows before Python 3.13), chmod() of the named temporary."""
+    if hasattr(os, "fchmod") or temp is None or temp.name is None or parent is None:
+        os.fchmod(fd, perms)
+    else:
+        os.chmod(parent.at(temp.name), perms)
+
+
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux 3.11 and later
 if _O_TMPFILE and not os.path.isdir("/proc/self/fd"):
     _O_TMPFILE = 0  # such a file is linked in through /proc/self/fd
 
 
-def _open_tmpfile(dir_fd: int, mode: int) -> int:
-    """An anonymous file in *dir_fd*, which a crash cannot leave behind; -1 where
-    the filesystem cannot make one."""
+def _open_tmpfile(parent: "_Dir", mode: int) -> int:
+    """An anonymous file in *parent*, which a crash cannot leave behind; -1
+    where the filesystem cannot make one."""
     try:
-        return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+        return os.open(".", _O_TMPFILE | os.O_WRONLY | _O_CLOEXEC, mode, dir_fd=parent.fd)
     except OSError as e:
         # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
         if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
@@ -860,11 +864,11 @@ def _open_tmpfile(dir_fd: int, mode: int) -> int:
         return -1
 
 
-def _link_fd(fd: int, name: str, dir_fd: int) -> None:
-    """Give the O_TMPFILE file *fd* the name *name* in *dir_fd*."""
+def _link_fd(fd: int, parent: "_Dir", name: str) -> None:
+    """Give the O_TMPFILE file *fd* the name *name* in *parent*."""
     # With a dir fd os.link() calls linkat() with AT_SYMLINK_FOLLOW, which
     # follows /proc's link to the open file; a plain link() would not.
-    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=parent.fd)
 
 
 # ---- atomic_dir()'s steps ------------------------------------------------------
@@ -873,9 +877,9 @@ def _link_fd(fd: int, name: str, dir_fd: int) -> None:
 class _AtomicDir:
     """atomic_dir()'s steps: make the staging directory, then publish or remove it.
 
-    The parent is held by descriptor from __enter__ to the end, so the staging
-    directory, the publication and the cleanup all happen in the directory the
-    kernel resolved once; state is explicit, as in _AtomicWrite.
+    The parent is held from __enter__ to the end, so the staging directory,
+    the publication and the cleanup all happen in the directory the kernel
+    resolved once; state is explicit, as in _AtomicWrite.
     """
 
     def __init__(self, path: "StrOrBytesPath", overwrite: bool, durable: bool) -> None:
@@ -884,7 +888,7 @@ class _AtomicDir:
         self._directory, self._name = _split(self._shown)
         _refuse_dot(self._shown)
         self._pid = 0
-        self._dir_fd = -1
+        self._dir: _Dir | None = None
         self._staging: _Temporary | None = None
 
     def __enter__(self) -> "Path":
@@ -898,13 +902,14 @@ class _AtomicDir:
             # Absolute without normalising, so that "link/.." stays as the
             # kernel resolves it, and a chdir in the block changes nothing.
             self._directory = os.path.join(os.getcwd(), self._directory)
-            self._dir_fd = _open_dir(self._directory)
-            self._staging = _Temporary(self._dir_fd, self._name, directory=True)
-            self._staging.create(lambda name: os.mkdir(name, dir_fd=self._dir_fd))
+            self._dir = parent = _Dir(self._directory)
+            if self._overwrite:
+                _refuse_what_only_an_exchange_could_replace(parent, self._name)
+            self._staging = _Temporary(parent, self._name, directory=True)
+            self._staging.create(lambda name: os.mkdir(parent.at(name), dir_fd=parent.fd))
         except BaseException as e:
             leftovers = _cleanup(self._staging, e)
-            _close(self._dir_fd)
-            self._dir_fd, self._pid = -1, 0
+            self._close()
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
@@ -925,72 +930,96 @@ class _AtomicDir:
             else:
                 self._commit()
         finally:
-            _close(self._dir_fd)
-            self._dir_fd, self._pid = -1, 0
+            self._close()
+
+    def _close(self) -> None:
+        if self._dir is not None:
+            self._dir.close()
+        self._dir, self._pid = None, 0
 
     def _commit(self) -> None:
-        staging = self._staging
-        assert staging is not None and staging.name is not None
+        staging, parent = self._staging, self._dir
+        assert staging is not None and staging.name is not None and parent is not None
         try:
             if self._durable:
-                _sync_tree(self._dir_fd, staging.name)
-            exchanged = self._publish(staging.name)
+                _sync_tree(parent, staging.name)
+            exchanged = self._publish(parent, staging.name)
         except BaseException as e:
             leftovers = _cleanup(staging, e)
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
         location = os.path.join(self._directory, staging.name)
-        problems = _after_put(
-            exchanged, self._dir_fd, staging.name, location, self._dir_fd, self._name, self._durable
-        )
+        problems = _after_put(exchanged, parent, staging.name, location, parent, self._name, self._durable)
         staging.name = None  # the tree is published; what is left at its name is reported
         if problems:
             raise _in_place_but(problems, self._shown)
 
-    def _publish(self, staging: str) -> bool:
+    def _publish(self, parent: "_Dir", staging: str) -> bool:
         """Put the staged tree at the target; True if the old one is at *staging* now."""
         if self._overwrite:
-            return _put(staging, self._name, self._dir_fd, self._dir_fd)
+            return _put(parent, staging, parent, self._name)
         try:
-            _renameat2(staging, self._name, RENAME_NOREPLACE, self._dir_fd, self._dir_fd)
+            _renameat2(parent.at(staging), parent.at(self._name), RENAME_NOREPLACE, parent.fd, parent.fd)
         except OSError as e:
             if e.errno not in _FLAG_UNSUPPORTED:
                 raise
             # The filesystem cannot rename without replacing: claim the name
             # with mkdir(), which never replaces, then rename over that.
-            os.mkdir(self._name, 0o700, dir_fd=self._dir_fd)
+            os.mkdir(parent.at(self._name), 0o700, dir_fd=parent.fd)
             try:
-                _renameat2(staging, self._name, 0, self._dir_fd, self._dir_fd)
+                _rename(parent, staging, parent, self._name)
             except BaseException:
                 try:
-                    os.rmdir(self._name, dir_fd=self._dir_fd)
+                    os.rmdir(parent.at(self._name), dir_fd=parent.fd)
                 except OSError:
                     pass  # no longer empty: someone else's now
                 raise
         return False
 
 
+def _refuse_what_only_an_exchange_could_replace(parent: "_Dir", name: str) -> None:
+    """ENOTSUP now, before anything is staged, where the platform cannot
+    exchange and *name* holds what no rename can put a directory over: on
+    Windows anything, elsewhere anything but an empty directory."""
+    if _cannot_exchange is None:
+        return
+    try:
+        st = os.stat(parent.at(name), dir_fd=parent.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if sys.platform != "win32" and stat.S_ISDIR(st.st_mode) and _is_empty(parent, name):
+        return
+    raise OSError(errno.ENOTSUP, f"only an atomic exchange could replace what is there: {_cannot_exchange}")
+
+
+def _is_empty(parent: "_Dir", name: str) -> bool:
+    fd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=parent.fd)
+    try:
+        with os.scandir(fd) as entries:
+            return next(entries, None) is None
+    finally:
+        os.close(fd)
+
+
 # ---- Durability -----------------------------------------------------------------
 
 
-def _fsync(fd: int) -> None:
-    """The one file and directory sync: F_FULLFSYNC on macOS, whose fsync()
-    stops at the drive's cache."""
-    if sys.platform == "darwin":
-        import fcntl
-
-        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
-    else:
-        os.fsync(fd)
-
-
-def _sync_tree(dir_fd: int, name: str) -> None:
-    """Make the tree *name* in *dir_fd* durable: one syncfs() of its filesystem
+def _sync_tree(parent: "_Dir", name: str) -> None:
+    """Make the tree *name* in *parent* durable: one syncfs() of its filesystem
     where the platform has it (it opens nothing inside the tree, so it also
     covers what the caller made unreadable), else an fsync of every file and
-    directory in it."""
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    directory in it (of every file on Windows, which cannot open a directory)."""
+    if parent.fd is None:
+        for directory, _, files in os.walk(parent.at(name)):
+            for file in files:
+                fd = os.open(os.path.join(directory, file), os.O_RDWR | _O_BINARY)
+                try:
+                    _fsync(fd)  # FlushFileBuffers needs a handle open for writing
+                finally:
+                    os.close(fd)
+        return
+    fd = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=parent.fd)
     try:
         _syncfs(fd)
         return
@@ -999,33 +1028,39 @@ def _sync_tree(dir_fd: int, name: str) -> None:
             raise
     finally:
         os.close(fd)
-    _walk(dir_fd, name, _open_to_sync, _fsync_file, _fsync_dir, [])
+    _walk(parent.fd, name, _open_to_sync, _fsync_file, _fsync_dir, [])
 
 
 def _open_to_sync(dir_fd: int, name: str) -> int:
-    return _open_for_sync(dir_fd, name, os.O_DIRECTORY)
+    return _open_for_sync(dir_fd, name, _O_DIRECTORY)
 
 
 def _fsync_file(fd: int, entry: "os.DirEntry[str]") -> None:
     if entry.is_file(follow_symlinks=False):
-        _sync_file(fd, entry.name)
+        synced = _open_for_sync(fd, entry.name, 0)
+        try:
+            _fsync(synced)
+        finally:
+            os.close(synced)
 
 
 def _fsync_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
     _fsync(fd)
 
 
-def _open_for_sync(dir_fd: int, name: str, kind: int) -> int:
+def _open_for_sync(dir_fd: "int | None", name: str, kind: int) -> int:
     """Open *name* to fsync it, even if its owner made it unreadable.
 
     Never for writing, which a directory refuses; an unreadable entry is made
     readable for the open and its mode restored through the descriptor, so
     the fsync records the mode too.
     """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | kind
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY | kind
     try:
         return os.open(name, flags, dir_fd=dir_fd)
     except PermissionError:
+        if dir_fd is None:  # Windows: a read-only file opens for reading; this is another refusal
+            raise
         mode = stat.S_IMODE(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
         os.chmod(name, mode | 0o400, dir_fd=dir_fd)
         fd = os.open(name, flags, dir_fd=dir_fd)
@@ -1033,41 +1068,46 @@ def _open_for_sync(dir_fd: int, name: str, kind: int) -> int:
         return fd
 
 
-def _sync_file(dir_fd: int, name: str) -> None:
+def _sync_file(parent: "_Dir", name: str) -> None:
     """fsync *name* if it is a regular file (before a rename moves it)."""
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        st = os.stat(parent.at(name), dir_fd=parent.fd, follow_symlinks=False)
     except FileNotFoundError:
         return  # the rename will say so
     if stat.S_ISREG(st.st_mode):
-        fd = _open_for_sync(dir_fd, name, 0)
+        if parent.fd is None:  # Windows: FlushFileBuffers needs a handle open for writing
+            fd = os.open(parent.at(name), os.O_RDWR | _O_BINARY)
+        else:
+            fd = _open_for_sync(parent.fd, name, 0)
         try:
             _fsync(fd)
         finally:
             os.close(fd)
 
 
-def _sync_dirs(dir_fd: int, entry: str, *others: int) -> None:
-    """fsync the directory *dir_fd*, and each of *others* that is another one.
+def _sync_dirs(parent: "_Dir", entry: str, *others: "_Dir") -> None:
+    """fsync the directory *parent*, and each of *others* that is another one.
 
     A directory held without read permission (-wx, opened O_PATH) cannot be
     fsynced: then its filesystem is synced once, with syncfs(), through
-    *entry*, which the job has just put in *dir_fd*.
+    *entry*, which the job has just put in *parent*. Windows cannot open a
+    directory at all: there no directory is synced.
     """
     synced: list[os.stat_result] = []
-    for fd in (dir_fd, *others):
-        st = os.fstat(fd)
+    for held in (parent, *others):
+        if held.fd is None:
+            continue
+        st = os.fstat(held.fd)
         if any(os.path.samestat(st, other) for other in synced):
             continue
         synced.append(st)
         try:
-            _fsync(fd)
+            _fsync(held.fd)
         except OSError as e:
-            if e.errno != errno.EBADF or _O_PATH == os.O_RDONLY:
+            if e.errno != errno.EBADF or not _O_PATH:
                 raise
-            through = os.open(
-                entry.rstrip("/"), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
-            )
+            flags = os.O_RDONLY | _O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
+            through = os.open(entry.rstrip("/"), flags, dir_fd=parent.fd)
             try:
                 _syncfs(through)  # one filesystem: it covers every directory here
             finally:
@@ -1093,8 +1133,8 @@ class _Temporary:
     once it is no longer ours (it became the target).
     """
 
-    def __init__(self, dir_fd: int, target: str, directory: bool = False) -> None:
-        self.dir_fd, self.target, self.directory = dir_fd, target, directory
+    def __init__(self, parent: "_Dir", target: str, directory: bool = False) -> None:
+        self.parent, self.target, self.directory = parent, target, directory
         self.name: str | None = None
 
     def create(self, make: "Callable[[str], _T]") -> "_T":
@@ -1113,10 +1153,10 @@ class _Temporary:
         if self.name is None:
             return
         if self.directory:
-            _remove_tree(self.dir_fd, self.name)
+            _remove_tree(self.parent, self.name)
         else:
             try:
-                os.unlink(self.name, dir_fd=self.dir_fd)
+                os.unlink(self.parent.at(self.name), dir_fd=self.parent.fd)
             except FileNotFoundError:
                 pass
         self.name = None
@@ -1162,6 +1202,8 @@ def _failed(
     if getattr(e, "about_dst", False):  # a refusal that concerns the destination alone
         shown, shown2 = shown2 if shown2 is not None else shown, None
     strerror = e.strerror or os.strerror(e.errno or 0)
+    if e.errno == errno.EXDEV and "(" not in strerror:  # os.replace()'s, unexplained
+        strerror += f" ({_EXPLANATIONS[errno.EXDEV]})"
     return OSError(
         e.errno, _with_state(strerror, (done or _NOTHING_CHANGED) + leftovers), shown, None, shown2
     )
@@ -1215,14 +1257,54 @@ def _refuse_dot(shown: "str | bytes") -> None:
         raise OSError(errno.EINVAL, message, shown)
 
 
-def _open_dir(path: str, dir_fd: "int | None" = None) -> int:
-    """Hold the directory *path* open; by O_PATH where it may not be read (-wx)."""
-    try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
-    except PermissionError:
-        if _O_PATH == os.O_RDONLY:
-            raise
-        return os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+# Flags that not every platform has: Windows has no O_CLOEXEC (O_NOINHERIT
+# there), O_DIRECTORY, O_NOFOLLOW nor O_NONBLOCK, and wants O_BINARY.
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOINHERIT", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory held without read permission
+
+
+class _Dir:
+    """A directory held for the length of a job.
+
+    By descriptor where the platform has *at() calls, so that every step
+    happens in the directory the kernel resolved once, even if it is renamed
+    meanwhile; by O_PATH where it may be searched but not read (-wx). By path
+    on Windows, which can neither open a directory nor take dir_fd.
+    """
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, path: str, dir_fd: "int | None" = None) -> None:
+        self.path, self.fd = path, None
+        if os.open not in os.supports_dir_fd:
+            if dir_fd is not None:
+                raise NotImplementedError("dir_fd unavailable on this platform")
+            return
+        try:
+            self.fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dir_fd)
+        except PermissionError:
+            if not _O_PATH:
+                raise
+            self.fd = os.open(path, _O_PATH | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dir_fd)
+
+    def at(self, name: str) -> str:
+        """*name* as os functions take it along with dir_fd=self.fd."""
+        return name if self.fd is not None else os.path.join(self.path, name)
+
+    def holds_directory(self, name: str) -> bool:
+        """Whether *name* is a directory here (a symlink to one is not)."""
+        try:
+            return stat.S_ISDIR(os.stat(self.at(name), dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        if self.fd is not None:
+            _close(self.fd)
 
 
 def _close(*fds: int) -> None:
@@ -1237,11 +1319,39 @@ def _close(*fds: int) -> None:
                 pass
 
 
-# ---- The binding: every rename reaches the kernel through _renameat2() ----------
-# The C function is looked up on the first call and cached in _binding, so that
-# importing this module never loads ctypes.
+# ---- The platform layer -----------------------------------------------------------
+# The jobs reach the kernel through a few primitives: _renameat2() (a rename
+# with RENAME_EXCHANGE or RENAME_NOREPLACE), _rename() (a plain rename that
+# replaces), _link(), _fsync(), _syncfs(), and _Dir (a directory held for the
+# length of a job). Each is chosen once per platform, on first use, from the
+# tables below; what a platform lacks, its primitive raises as ENOTSUP.
+
+# A rename with flags, per sys.platform: the C library and function, its
+# AT_FDCWD, and its flags for ours. Linux <linux/fs.h> and FreeBSD 15.1
+# <fcntl.h> (AT_RENAME_NOREPLACE 0x1, AT_RENAME_EXCHANGE 0x2) use our values;
+# macOS <stdio.h> has RENAME_SWAP and RENAME_EXCL. Android is Linux.
+_NATIVE = {
+    "linux": (None, "renameat2", -100, None),
+    "android": (None, "renameat2", -100, None),
+    "darwin": (
+        "/usr/lib/libSystem.B.dylib",
+        "renameatx_np",
+        -2,
+        {RENAME_EXCHANGE: RENAME_SWAP, RENAME_NOREPLACE: RENAME_EXCL},
+    ),
+    "freebsd": ("libc.so.7", "renameat2", -100, None),
+}
+# Where the function is missing, what is needed for it.
+_NEEDS = {
+    "darwin": "renameatx_np() is missing: macOS 10.12 or later is needed",
+    "freebsd": "renameat2() is missing: FreeBSD 15.1 or later is needed",
+}
+_NO_EXCHANGE = {
+    "win32": "Windows cannot exchange two names atomically (only the deprecated Transactional NTFS could)",
+}
 
 _binding: "_Binding | None" = None
+_cannot_exchange: "str | None" = None  # why, once bound, where the platform cannot
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 _C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
@@ -1255,9 +1365,9 @@ def _renameat2(
     second_dir_fd: "int | None" = None,
     names: "tuple[str, str]" = ("first", "second"),
 ) -> None:
-    """Rename *first* to *second* with Linux *flags*; raise OSError naming both.
-
-    *names* are the caller's parameter names, for TypeError and ValueError.
+    """Rename *first* to *second* with *flags* (RENAME_EXCHANGE or
+    RENAME_NOREPLACE); raise OSError naming both, ENOTSUP where the platform
+    cannot. *names* are the caller's parameter names, for TypeError and ValueError.
     """
     # str, the common case, is encoded inline: two calls to _fsencode would
     # cost 5% of the system call itself.
@@ -1269,15 +1379,35 @@ def _renameat2(
     if first_dir_fd is not None or second_dir_fd is not None:
         _check_dir_fd(first_dir_fd, names[0])
         _check_dir_fd(second_dir_fd, names[1])
-    call, at_fdcwd = _binding or _bind(first, second)
-    if call(
-        at_fdcwd if first_dir_fd is None else first_dir_fd,
-        old,
-        at_fdcwd if second_dir_fd is None else second_dir_fd,
-        new,
-        flags,
-    ):
+    call, at_fdcwd = _binding or _bind()
+    try:
+        failed = call(
+            at_fdcwd if first_dir_fd is None else first_dir_fd,
+            old,
+            at_fdcwd if second_dir_fd is None else second_dir_fd,
+            new,
+            flags,
+        )
+    except OSError as e:  # a binding without a C function raises instead
+        raise OSError(e.errno, e.strerror, os.fspath(first), None, os.fspath(second)) from None
+    if failed:
         raise _rename_error(flags, first, second)
+
+
+def _rename(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
+    """A plain rename that replaces what is at *dst*, where rename(2) can.
+
+    Windows cannot replace a directory, nor put anything over one: that is
+    ENOTSUP there, as it is for what only an exchange could do elsewhere.
+    """
+    try:
+        os.replace(src_dir.at(src), dst_dir.at(dst), src_dir_fd=src_dir.fd, dst_dir_fd=dst_dir.fd)
+    except PermissionError:
+        if sys.platform != "win32" or not (src_dir.holds_directory(src) or dst_dir.holds_directory(dst)):
+            raise
+        raise OSError(
+            errno.ENOTSUP, "Windows cannot replace a directory, nor put anything over one"
+        ) from None
 
 
 def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
@@ -1316,11 +1446,10 @@ _EXPLANATIONS = {
     errno.ENOTSUP: "this filesystem does not support {operation}",
     errno.EINVAL: (
         "{operation} is not supported by this filesystem (NFS, FUSE, 9p, ...) or kernel"
-        " (Linux before 3.15), or a directory would move inside itself"
+        " (Linux before 3.15, WSL1), or a directory would move inside itself"
     ),
 }
 _OPERATIONS = {
-    0: "renaming",
     RENAME_EXCHANGE: "exchanging two names",
     RENAME_NOREPLACE: "renaming without replacing",
 }
@@ -1336,28 +1465,92 @@ def _c_error(err: int, first: "StrOrBytesPath", second: "StrOrBytesPath | None",
     """The OSError for a C call that set errno *err*, naming the paths as os does."""
     message = os.strerror(err)
     explanation = _EXPLANATIONS.get(err)
-    # A plain rename's EINVAL is not about flags; what it is about, the kernel does not say.
-    if explanation and not (flags == 0 and err in (errno.EINVAL, errno.ENOTSUP)):
-        message += f" ({explanation.format(operation=_OPERATIONS.get(flags, 'renaming'))})"
+    # What a call without flags got EINVAL or ENOTSUP for, the kernel does not say.
+    if explanation and (flags in _OPERATIONS or err not in (errno.EINVAL, errno.ENOTSUP)):
+        message += f" ({explanation.format(operation=_OPERATIONS.get(flags))})"
     second = None if second is None else os.fspath(second)
     return OSError(err, message, os.fspath(first), None, second)  # as os.rename does
 
 
-def _bind(first: "StrOrBytesPath | None" = None, second: "StrOrBytesPath | None" = None) -> "_Binding":
-    """Find the platform's C rename function with flags and cache it.
+def _system() -> str:
+    """sys.platform without a version: FreeBSD's is freebsd14, freebsd15, ..."""
+    return "freebsd" if sys.platform.startswith("freebsd") else sys.platform
 
-    *first* and *second* name the paths in the error on other platforms.
+
+def _bind() -> "_Binding":
+    """Find the platform's rename with flags and cache it in _binding.
+
+    Where there is none, the binding raises ENOTSUP for an exchange; for a
+    rename without replacing it does what the platform can (os.rename() on
+    Windows, which never replaces), else raises ENOTSUP too, for the jobs'
+    link() fallback. ctypes is imported only where there is a C function.
     """
     global _binding
-    binder = _BINDERS.get(sys.platform)
-    if binder is None:
-        message = f"atomicswap needs Linux or macOS to rename atomically; this is {sys.platform!r}"
-        first, second = (None if path is None else os.fspath(path) for path in (first, second))
-        raise OSError(errno.ENOTSUP, message, first, None, second)
-    import ctypes
-
-    _binding = binder(ctypes)
+    system = _system()
+    native = _NATIVE.get(system)
+    binding = None
+    if native is not None:
+        try:
+            import ctypes
+        except ImportError:
+            ctypes = None  # type: ignore[assignment]
+        if ctypes is not None:
+            binding = _bind_native(ctypes, system, *native)
+    global _cannot_exchange
+    _cannot_exchange = None if binding else _why_no_exchange(system)
+    _binding = binding or (_portable(system), -100)
     return _binding
+
+
+def _bind_native(
+    ctypes: "Any",
+    system: str,
+    library: "str | None",
+    name: str,
+    at_fdcwd: int,
+    flags: "dict[int, int] | None",
+) -> "_Binding | None":
+    libc = _open_libc(ctypes, library)
+    try:
+        function = libc[name]
+    except AttributeError:
+        if system not in ("linux", "android"):
+            return None
+        return _bind_syscall(ctypes, libc), at_fdcwd  # a C library older than the kernel
+    # No argtypes: ctypes' default conversions (int to int, bytes to char *) are
+    # exactly the prototype, and _renameat2 has already checked types and
+    # ranges; argtypes would check them again at 70 ns an argument, 8% of the call.
+    function.restype = ctypes.c_int
+    if flags is None:
+        return function, at_fdcwd
+
+    def call(old_fd: int, old: bytes, new_fd: int, new: bytes, ours: int) -> int:
+        return function(old_fd, old, new_fd, new, flags[ours])  # type: ignore[no-any-return]
+
+    return call, at_fdcwd
+
+
+def _why_no_exchange(system: str) -> str:
+    default = f"{sys.platform!r} has no atomic exchange of two names"
+    return (
+        _NO_EXCHANGE.get(system)
+        or _NEEDS.get(system)
+        or default + " (Linux, macOS and FreeBSD 15.1 have one)"
+    )
+
+
+def _portable(system: str) -> "Callable[[int, bytes, int, bytes, int], int]":
+    """The rename with flags of a platform that has none: ENOTSUP, but for
+    Windows' rename, which never replaces."""
+    why = _why_no_exchange(system)
+
+    def call(old_fd: int, old: bytes, new_fd: int, new: bytes, flags: int) -> int:
+        if flags == RENAME_NOREPLACE and system == "win32":
+            os.rename(old, new)
+            return 0
+        raise OSError(errno.ENOTSUP, f"{os.strerror(errno.ENOTSUP)} ({why})")
+
+    return call
 
 
 def _bind_early(path: "StrOrBytesPath") -> None:
@@ -1367,7 +1560,7 @@ def _bind_early(path: "StrOrBytesPath") -> None:
     would leave the temporary behind if they fell just before the rename.
     """
     if _binding is None:
-        _bind(path)
+        _bind()
 
 
 def _open_libc(ctypes: "Any", name: "str | None") -> "Any":
@@ -1376,12 +1569,15 @@ def _open_libc(ctypes: "Any", name: "str | None") -> "Any":
     return ctypes.CDLL(name, use_errno=True)
 
 
-# Other C functions the jobs need, looked up in the same C library on first use.
+# Other C functions of Linux's C library, looked up on first use.
 _c_functions: "dict[str, Any]" = {}
 
 
-def _c_function(name: str) -> "Any":
-    """The C library's *name*, bound with an int result; None where it has none."""
+def _linux_function(name: str) -> "Any":
+    """Linux's C library's *name*, bound with an int result; None elsewhere,
+    or where the C library has none."""
+    if sys.platform not in ("linux", "android"):
+        return None
     if name not in _c_functions:
         import ctypes
 
@@ -1397,7 +1593,7 @@ def _c_function(name: str) -> "Any":
 def _syncfs(fd: int) -> None:
     """Sync the whole filesystem *fd* is on, and report its writeback errors
     (Linux 5.8 and later); ENOTSUP where the platform has no syncfs()."""
-    call = _c_function("syncfs") if sys.platform in ("linux", "android") else None
+    call = _linux_function("syncfs")
     if call is None:
         raise OSError(errno.ENOTSUP, "this platform has no syncfs()")
     if call(fd):
@@ -1406,33 +1602,51 @@ def _syncfs(fd: int) -> None:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
-def _link(
-    src: "StrOrBytesPath", dst: "StrOrBytesPath", src_dir_fd: "int | None", dst_dir_fd: "int | None"
-) -> None:
+def _link(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
     """link() that never follows a symlink at *src*, as rename() would not.
 
     os.link(follow_symlinks=False) does this on CPython, but PyPy passes
     AT_SYMLINK_NOFOLLOW, which Linux's linkat() rejects: there linkat() is
     called with no flags, through ctypes.
     """
-    call = _c_function("linkat") if sys.platform in ("linux", "android") else None
+    call = _linux_function("linkat")
     if call is None:
-        os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=False)
+        os.link(
+            src_dir.at(src),
+            dst_dir.at(dst),
+            src_dir_fd=src_dir.fd,
+            dst_dir_fd=dst_dir.fd,
+            follow_symlinks=False,
+        )
         return
-    at_fdcwd = _LINUX_AT_FDCWD
-    old, new = _fsencode(src, "src"), _fsencode(dst, "dst")
-    src_fd = at_fdcwd if src_dir_fd is None else src_dir_fd
-    dst_fd = at_fdcwd if dst_dir_fd is None else dst_dir_fd
-    if call(src_fd, old, dst_fd, new, 0):
+    at_fdcwd = _NATIVE["linux"][2]
+    src_fd = at_fdcwd if src_dir.fd is None else src_dir.fd
+    dst_fd = at_fdcwd if dst_dir.fd is None else dst_dir.fd
+    if call(src_fd, _fsencode(src, "src"), dst_fd, _fsencode(dst, "dst"), 0):
         import ctypes
 
         raise _c_error(ctypes.get_errno(), src, dst)
 
 
-# Linux AT_FDCWD is -100; the number of the renameat2 system call per
+def _fsync(fd: int) -> None:
+    """The one file and directory sync. macOS's fsync() stops at the drive's
+    cache: F_FULLFSYNC goes through it, where the filesystem supports it
+    (SMB and FAT answer ENOTSUP or EINVAL; then fsync() is all there is)."""
+    if sys.platform == "darwin":
+        import fcntl
+
+        try:
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EINVAL):
+                raise
+    os.fsync(fd)
+
+
+# The number of the renameat2 system call per
 # (architecture, userland ABI), from the kernel's syscall tables
 # (arch/*/entry/syscalls/*.tbl, arch/*/kernel/syscalls/*.tbl, asm-generic/unistd.h).
-_LINUX_AT_FDCWD = -100
 _SYS_renameat2 = {
     ("x86", "64"): 316,
     ("x86", "x32"): 0x40000000 | 316,  # __X32_SYSCALL_BIT
@@ -1470,19 +1684,6 @@ _ARCHITECTURES = (
     ("mips", "mips"),
     ("sparc", "sparc"),
 )
-
-
-def _bind_linux(ctypes: "Any") -> "_Binding":
-    libc = _open_libc(ctypes, None)  # the C library Python runs on: glibc, musl, ...
-    try:
-        renameat2 = libc["renameat2"]  # glibc 2.28 and later
-    except AttributeError:
-        return _bind_syscall(ctypes, libc), _LINUX_AT_FDCWD
-    # No argtypes: ctypes' default conversions (int to int, bytes to char *) are
-    # exactly renameat2's prototype, and _renameat2 has already checked types and
-    # ranges; argtypes would check them again at 70 ns an argument, 8% of the call.
-    renameat2.restype = ctypes.c_int
-    return renameat2, _LINUX_AT_FDCWD
 
 
 def _bind_syscall(ctypes: "Any", libc: "Any") -> "Callable[[int, bytes, int, bytes, int], int]":
@@ -1526,21 +1727,6 @@ def _syscall_number(machine: str, pointer_bits: int, multiarch: str) -> int:
         raise OSError(
             errno.ENOSYS, f"renameat2's system call number is not known for {machine} ({abi})"
         ) from None
-
-
-def _bind_darwin(ctypes: "Any") -> "_Binding":
-    renameatx_np = _open_libc(ctypes, "/usr/lib/libSystem.B.dylib")["renameatx_np"]
-    renameatx_np.restype = ctypes.c_int  # no argtypes, as for Linux renameat2
-    darwin_flags = {0: 0, RENAME_EXCHANGE: RENAME_SWAP, RENAME_NOREPLACE: RENAME_EXCL}
-
-    def call(old_fd: int, old: bytes, new_fd: int, new: bytes, flags: int) -> int:
-        return renameatx_np(old_fd, old, new_fd, new, darwin_flags[flags])  # type: ignore[no-any-return]
-
-    return call, -2  # macOS AT_FDCWD
-
-
-# sys.platform: how to bind there. Android is Linux, with Bionic as its libc.
-_BINDERS = {"linux": _bind_linux, "android": _bind_linux, "darwin": _bind_darwin}
 
 
 def main(argv: "list[str] | None" = None) -> int:

@@ -49,6 +49,7 @@ def fresh_binding(monkeypatch: pytest.MonkeyPatch) -> None:
     import atomicswap
 
     monkeypatch.setattr(atomicswap, "_binding", None)
+    monkeypatch.setattr(atomicswap, "_cannot_exchange", None)
 
 
 def run_under_strace(

@@ -32,8 +32,10 @@ def synced(tmp_path: Path, call: str) -> list[tuple[str, str]]:
     )
     assert result.returncode == 0, result.stderr
     calls = re.findall(r"^\d+\s+(\w+)\((?:\d+<([^>]*)>)?", log.read_text(), re.MULTILINE)
-    # glibc's renameat2() without flags is the renameat system call.
-    return [(name.replace("renameat2", "renameat"), path.replace(str(work), ".")) for name, path in calls]
+    # A plain rename is os.replace(): rename, or renameat with directory descriptors.
+    return [
+        (re.sub(r"^rename(at2?)?$", "renameat", name), path.replace(str(work), ".")) for name, path in calls
+    ]
 
 
 @pytest.fixture
