@@ -148,8 +148,9 @@ class Scenario:
     target: str  # the path whose content is replaced
     paths: tuple[str | bytes, ...]  # the user's paths, as the code spells them: bytes stay bytes
     configure: str = ""  # run before the window, e.g. forcing named temporaries
-    # strace -e inject= specs every run of this scenario gets: (syscall, errno,
-    # occurrence in the window), e.g. the EINVAL that NFS answers to a flag.
+    # Faults every run of this scenario gets: (syscall, errno, occurrence in
+    # the window), failing that call and every later one of the syscall, as
+    # NFS answers EINVAL to every renameat2() with flags.
     forced: tuple[tuple[str, str, int], ...] = ()
 
 
@@ -252,7 +253,8 @@ SCENARIOS: dict[str, Scenario] = {
             "    atomicswap.rename_noreplace('upload.part', 'upload')\n",
             "upload",
             ("upload.part", "upload"),
-            # NFS, FUSE and 9p answer EINVAL to RENAME_NOREPLACE: link() + unlink() then.
+            # NFS, FUSE and 9p answer EINVAL to every renameat2() with flags:
+            # link() + unlink() then.
             forced=(("renameat2", "EINVAL", 1),),
         ),
     )
@@ -459,11 +461,16 @@ def run_child(
     return report, err
 
 
+def forced(scenario: Scenario, call: Call) -> bool:
+    """Whether *call* always gets *scenario*'s forced errno, and so cannot be swept."""
+    return any(call.syscall == s and call.occurrence >= k for s, _, k in scenario.forced)
+
+
 def forced_injects(scenario: Scenario, discovery: Sequence[Call]) -> list[str]:
     args = []
     for syscall, errno_name, occurrence in scenario.forced:
         number = next(c.number for c in discovery if c.syscall == syscall and c.occurrence == occurrence)
-        args += ["-e", f"inject={syscall}:error={errno_name}:when={number}"]
+        args += ["-e", f"inject={syscall}:error={errno_name}:when={number}+"]
     return args
 
 
@@ -646,10 +653,9 @@ def faults(scenario: Scenario, discovery: Sequence[Call], full: bool) -> Iterato
     at one of its calls, taking them in turn; and a failing cleanup after one
     call of each syscall.
     """
-    forced = {(s, o) for s, _, o in scenario.forced}
     by_syscall: dict[str, list[Call]] = {}
     for call in discovery:
-        if call.library and (call.syscall, call.occurrence) not in forced:
+        if call.library and not forced(scenario, call):
             by_syscall.setdefault(call.syscall, []).append(call)
     for syscall, calls in by_syscall.items():
         for i, errno_name in enumerate(errnos_of(syscall)):
