@@ -901,6 +901,8 @@ class _AtomicDir:
         try:
             # Absolute without normalising, so that "link/.." stays as the
             # kernel resolves it, and a chdir in the block changes nothing.
+            if self._directory == ".":
+                self._directory = os.getcwd()
             self._directory = os.path.join(os.getcwd(), self._directory)
             self._dir = parent = _Dir(self._directory)
             if self._overwrite:
@@ -1173,7 +1175,7 @@ def _cleanup(temp: "_Temporary | None", exc: "BaseException | None" = None) -> s
         temp.remove()
         return ""
     except OSError as e:
-        note = f"{temp.name!r} is left behind: removing it failed: {e}"
+        note = f"{_quote(temp.parent.shown(temp.name))} is left behind: removing it failed: {e.strerror}"
         if exc is not None:
             _add_note(exc, note)
         return f"; but {note}"
@@ -1227,7 +1229,10 @@ def _with_state(strerror: "str | None", state: str) -> str:
 
 
 def _quote(path: "str | bytes") -> str:
-    return repr(os.fsdecode(path))
+    """*path* quoted for a message, without repr()'s escapes: a name that is not
+    UTF-8 stays as surrogate escapes, which the command line writes back as the
+    bytes they came from."""
+    return f"'{os.fsdecode(path)}'"
 
 
 def _shown(path: "StrOrBytesPath", name: str) -> "str | bytes":
@@ -1294,6 +1299,10 @@ class _Dir:
     def at(self, name: str) -> str:
         """*name* as os functions take it along with dir_fd=self.fd."""
         return name if self.fd is not None else os.path.join(self.path, name)
+
+    def shown(self, name: str) -> str:
+        """*name* as a path from where the caller's path started, for messages."""
+        return name if self.path == "." else os.path.join(self.path, name)
 
     def holds_directory(self, name: str) -> bool:
         """Whether *name* is a directory here (a symlink to one is not)."""
@@ -1729,30 +1738,268 @@ def _syscall_number(machine: str, pointer_bits: int, multiarch: str) -> int:
         ) from None
 
 
-def main(argv: "list[str] | None" = None) -> int:
-    """The command line: ``atomicswap PATH1 PATH2`` exchanges the two paths.
+# ---- The command line -------------------------------------------------------------
+#
+# atomicswap PATH1 PATH2 exchanges two paths, as util-linux exch does, and one
+# command per job does that job, named like its function. Success prints
+# nothing; a failure prints one line naming the paths as they were typed (the
+# very bytes, whatever their encoding) and exits 1. argparse is imported only
+# when main() runs, so that importing the library stays cheap.
 
-    Like util-linux exch: prints nothing and returns 0 on success; on failure
-    prints one line naming the paths to stderr and returns 1. Usage errors
-    exit with status 2.
-    """
+if TYPE_CHECKING:
     import argparse
+    from typing import Any, Callable, NoReturn
 
-    parser = argparse.ArgumentParser(
-        prog="atomicswap",
-        description="Exchange two paths on one filesystem atomically.",
-    )
-    parser.add_argument("path1")
-    parser.add_argument("path2")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    args = parser.parse_args(argv)
+_STDIN = "standard input"  # how a failure names it
+
+
+def _write_stdin(
+    path: str, *, overwrite: bool = True, perms: "int | None" = None, durable: bool = True
+) -> None:
+    """atomicswap write: all of standard input to *path*, with atomic_write().
+
+    Everything is read before *path* is touched, so a failed or interrupted
+    read writes nothing.
+    """
     try:
-        swap(args.path1, args.path2)
+        data = sys.stdin.buffer.read()
     except OSError as e:
-        print(f"atomicswap: {e}", file=sys.stderr)
+        raise OSError(e.errno, e.strerror, _STDIN) from e
+    except AttributeError:  # sys.stdin is None: descriptor 0 was closed
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), _STDIN) from None
+    with atomic_write(path, "wb", overwrite=overwrite, perms=perms, durable=durable) as f:
+        f.write(data)
+
+
+# Each command: the function that does it, its paths (positional arguments,
+# passed in this order, and named in this order by a failure), what it does,
+# and one example. Options are passed to the function as keywords.
+_COMMANDS: "dict[str, tuple[Callable[..., None], tuple[str, ...], str, str]]" = {
+    "swap": (
+        swap,
+        ("PATH1", "PATH2"),
+        "Exchange PATH1 and PATH2 atomically: files, directories (empty or not),\n"
+        "symlinks (exchanged as links, never followed) or any mix, on one\n"
+        "filesystem. No process ever sees either name missing.",
+        "atomicswap swap /etc/app/active /etc/app/standby",
+    ),
+    "replace": (
+        replace,
+        ("SRC", "DST"),
+        "Put what is at SRC at DST atomically, whatever DST is: absent, a file,\n"
+        "a symlink, or a directory, even a non-empty one. Readers of DST see the\n"
+        "old or the new, never nothing. SRC is gone afterwards.",
+        "atomicswap replace build/site public/site",
+    ),
+    "write": (
+        _write_stdin,
+        ("PATH",),
+        "Read all of standard input, then write it to PATH all at once: readers\n"
+        "see the old file or the new one, never a part of it. The file replaced\n"
+        "keeps its permissions and owner, and a symlink at PATH is written\n"
+        "through. Nothing is written if reading standard input fails or is\n"
+        "interrupted; a terminal on standard input is refused.",
+        "jq . config.json | atomicswap write config.json",
+    ),
+    "symlink": (
+        symlink,
+        ("TARGET", "LINK"),
+        "Make LINK a symlink to TARGET, atomically replacing the link or file\n"
+        "at LINK, as GNU ln -sfn does: LINK is never missing. A directory at\n"
+        "LINK is refused (ln -sfn would make the link inside it).",
+        "atomicswap symlink releases/42 current",
+    ),
+    "rename-noreplace": (
+        rename_noreplace,
+        ("SRC", "DST"),
+        "Rename SRC to DST unless something is at DST. The check and the rename\n"
+        "are one operation, so nothing that appears at DST meanwhile is\n"
+        "overwritten.",
+        "atomicswap rename-noreplace upload.part upload",
+    ),
+}
+
+_PROGRAM = """\
+Replace things on disk atomically: other processes see the old or the new,
+never a path missing or half written."""
+
+_COMMAND_LIST = """\
+commands:
+  swap PATH1 PATH2          exchange two paths (atomicswap PATH1 PATH2 does the same)
+  replace SRC DST           put SRC at DST, even over a non-empty directory
+  write PATH                write standard input to PATH, all at once
+  symlink TARGET LINK       point LINK at TARGET, replacing an old link (ln -sfn)
+  rename-noreplace SRC DST  rename SRC to DST, failing if DST exists
+
+A first argument that names a command is that command: to exchange two paths
+named like commands, write "atomicswap swap -- write config". Paths that start
+with "-" follow "--" too. "atomicswap COMMAND --help" describes each command."""
+
+_EXIT_STATUS = """\
+exit status:
+  0    success; nothing is printed
+  1    failure; one line on standard error names the paths
+  2    usage error
+  130  interrupted (SIGINT)"""
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    """The command line, ``atomicswap [COMMAND] ARGS...``; returns the exit status.
+
+    ``atomicswap PATH1 PATH2`` exchanges the two paths, as util-linux exch
+    does; ``atomicswap --help`` lists the commands. Prints nothing and returns
+    0 on success; prints one line naming the paths to stderr and returns 1 on
+    failure; returns 2 for a usage error and 130 when interrupted.
+    """
+    try:
+        status = _command_line(sys.argv[1:] if argv is None else list(argv))
+        if sys.stdout is not None:
+            sys.stdout.flush()  # now, while a closed pipe can still be dealt with
+        return status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # --help into a pipe already closed
+        _discard_stdout()
+        return 1
+
+
+def _command_line(argv: "list[str]") -> int:
+    """Parse *argv*, run the command, report a failure; the exit status."""
+    command = argv[0] if argv and argv[0] in _COMMANDS else None
+    parser = _parser(command)
+    try:
+        args = vars(parser.parse_args(argv if command is None else argv[1:]))
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0
+    command = command or "swap"
+    function, names = _COMMANDS[command][:2]
+    paths = [args.pop(name.lower()) for name in names]
+    if function is _write_stdin and sys.stdin is not None and sys.stdin.isatty():
+        parser.error("standard input is a terminal: pipe the content in, or redirect it from a file")
+    try:
+        function(*paths, **args)
+    except OSError as e:
+        _print_error(_failure(command, paths, e))
         return 1
     return 0
 
 
-if __name__ == "__main__":  # python -m atomicswap, where this file is vendored as atomicswap.py
+def _parser(command: "str | None") -> "argparse.ArgumentParser":
+    """The parser for *command*, or for the program (the short form of swap) if None."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> "NoReturn":
+            # argparse would print non-UTF-8 arguments as Python escapes.
+            _print_error(f"{self.format_usage()}{self.prog}: error: {message}")
+            raise SystemExit(2)
+
+        def _print_message(self, message: str, file: "Any" = None) -> None:
+            # argparse 3.10 and later ignore a failed write of help or version;
+            # raise, so that a closed pipe exits 1 however stdout is buffered.
+            stream = file or sys.stderr
+            if message and stream is not None:
+                stream.write(message)
+
+    _, names, description, example = _COMMANDS[command or "swap"]
+    usage = None
+    if command is None:  # the program: the commands, and the short form of swap
+        usage = "%(prog)s [-h] [-V] [--durable] PATH1 PATH2\n       %(prog)s COMMAND [-h] ARGS..."
+        description = f"{_PROGRAM}\n\n{_COMMAND_LIST}"
+        example = "atomicswap /etc/app/active /etc/app/standby"
+    parser = Parser(
+        prog="atomicswap" if command is None else f"atomicswap {command}",
+        usage=usage,
+        description=description,
+        epilog=f"example:\n  {example}\n\n{_EXIT_STATUS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if command is None:
+        parser.add_argument("-V", "--version", action="version", version=f"atomicswap {__version__}")
+    for name in names:
+        parser.add_argument(name.lower(), metavar=name)
+    if command == "write":
+        parser.add_argument(
+            "-n", "--no-clobber", dest="overwrite", action="store_false", help="fail if PATH exists"
+        )
+        parser.add_argument(
+            "-m",
+            "--mode",
+            dest="perms",
+            type=_octal_mode,
+            metavar="OCTAL",
+            help="permission bits of the new file, like 644 (default: those of the file replaced,"
+            " or 666 less the umask)",
+        )
+        parser.add_argument(
+            "--no-sync",
+            dest="durable",
+            action="store_false",
+            help="do not sync to disk: still atomic for readers, but a power cut may lose the write",
+        )
+    else:
+        # Left out unless given, so that the function's own default applies.
+        parser.add_argument(
+            "--durable",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="sync the change to disk before exiting",
+        )
+    return parser
+
+
+def _octal_mode(text: str) -> int:
+    import argparse
+
+    if not 1 <= len(text) <= 4 or not set(text) <= set("01234567"):
+        raise argparse.ArgumentTypeError(f"not an octal mode from 0 to 7777, like 644: {text}")
+    return int(text, 8)
+
+
+def _failure(command: str, paths: "list[str]", e: OSError) -> str:
+    """``atomicswap: COMMAND PATHS: [OTHER PATH: ]WHAT FAILED``, paths as typed."""
+    typed = [os.fsencode(path) for path in paths]
+    others = [
+        os.fsdecode(name)
+        for name in (e.filename, e.filename2)
+        if isinstance(name, (str, bytes)) and os.fsencode(name) not in typed
+    ]
+    what = e.strerror or str(e)
+    return ": ".join(["atomicswap", " ".join([command, *paths]), *others, what])
+
+
+def _print_error(message: str) -> None:
+    """Write *message* and a newline to stderr, with paths as the bytes they were given."""
+    stream = sys.stderr
+    if stream is None:  # descriptor 2 was closed
+        return
+    message += "\n"
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is None:
+            stream.write(message)
+        else:
+            # str paths carry undecodable bytes as surrogates: encode them back.
+            try:
+                data = message.encode(_FS_ENCODING, _FS_ERRORS)
+            except UnicodeEncodeError:  # text the filesystem encoding cannot hold
+                data = message.encode(_FS_ENCODING, "backslashreplace")
+            stream.flush()
+            buffer.write(data)
+            buffer.flush()
+    except (OSError, ValueError):
+        pass  # stderr is gone, or a pipe closed: nowhere left to say it
+
+
+def _discard_stdout() -> None:
+    """Point descriptor 1 at /dev/null, so that exit does not complain of a closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":  # python atomicswap.py, or python -m atomicswap, where this file is vendored
     raise SystemExit(main())
