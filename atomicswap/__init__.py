@@ -1,11 +1,14 @@
 """Exchange two paths atomically, and the jobs built on that.
 
 swap(a, b) exchanges two names on one filesystem in a single kernel operation
-(Linux renameat2 with RENAME_EXCHANGE, macOS renameatx_np with RENAME_SWAP):
-either both names are exchanged or nothing changes, and no process ever sees
-either name missing. replace(), atomic_write(), atomic_dir(), symlink() and
-rename_noreplace() are built on the same call. Other platforms raise
-OSError(ENOTSUP); nothing falls back to a non-atomic imitation.
+(Linux renameat2 with RENAME_EXCHANGE, macOS renameatx_np with RENAME_SWAP,
+FreeBSD 15.1 renameat2 with AT_RENAME_EXCHANGE): either both names are
+exchanged or nothing changes, and no process ever sees either name missing.
+replace(), atomic_write(), write_bytes(), write_text(), atomic_dir(),
+symlink() and rename_noreplace() are built on it where they need it, and on
+a plain rename where that is enough, so every platform gets every job it can
+do atomically; what it cannot do raises OSError(ENOTSUP). Nothing falls back
+to a non-atomic imitation.
 
 What every job promises:
 - Readers, and a crash, see the old state or the new one, never a mix.
@@ -33,6 +36,8 @@ __all__ = [
     "replace",
     "swap",
     "symlink",
+    "write_bytes",
+    "write_text",
 ]
 __version__ = "0.3.0"
 
@@ -41,14 +46,34 @@ __version__ = "0.3.0"
 # whole module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from types import TracebackType
-    from typing import IO, Any, Callable, TypeVar
+    from typing import IO, Any, BinaryIO, Callable, Literal, TextIO, TypeVar, overload
 
-    StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+    from typing_extensions import Buffer
+
+    _StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
     _T = TypeVar("_T")
     # The C rename function, called (olddirfd, old, newdirfd, new, flags), and AT_FDCWD.
     _Binding = tuple[Callable[[int, bytes, int, bytes, int], int], int]
+    # atomic_write()'s modes, in every spelling open() accepts for them.
+    _TextMode = Literal[
+        "w", "wt", "tw", "w+", "+w", "wt+", "w+t", "tw+", "t+w", "+wt", "+tw",
+        "a", "at", "ta", "a+", "+a", "at+", "a+t", "ta+", "t+a", "+at", "+ta",
+        "r+", "+r", "rt+", "r+t", "tr+", "t+r", "+rt", "+tr",
+    ]  # fmt: skip
+    _BinaryMode = Literal[
+        "wb", "bw", "wb+", "w+b", "bw+", "b+w", "+wb", "+bw",
+        "ab", "ba", "ab+", "a+b", "ba+", "b+a", "+ab", "+ba",
+        "rb+", "r+b", "br+", "b+r", "+rb", "+br",
+    ]  # fmt: skip
+else:
+
+    def overload(function: object) -> object:
+        """typing.overload without importing typing: the last definition wins."""
+        return function
+
 
 # Linux <linux/fs.h>
 RENAME_NOREPLACE = 0x1
@@ -62,8 +87,8 @@ RENAME_EXCL = 0x4
 
 
 def swap(
-    first: "StrOrBytesPath",
-    second: "StrOrBytesPath",
+    first: "_StrOrBytesPath",
+    second: "_StrOrBytesPath",
     *,
     first_dir_fd: "int | None" = None,
     second_dir_fd: "int | None" = None,
@@ -103,8 +128,8 @@ exchange = swap
 
 
 def rename_noreplace(
-    src: "StrOrBytesPath",
-    dst: "StrOrBytesPath",
+    src: "_StrOrBytesPath",
+    dst: "_StrOrBytesPath",
     *,
     src_dir_fd: "int | None" = None,
     dst_dir_fd: "int | None" = None,
@@ -132,7 +157,7 @@ def rename_noreplace(
     _move_durably(src, dst, RENAME_NOREPLACE, src_dir_fd, dst_dir_fd, ("src", "dst"), durable=False)
 
 
-def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath", *, durable: bool = False) -> None:
+def replace(src: "_StrOrBytesPath", dst: "_StrOrBytesPath", *, durable: bool = False) -> None:
     """Put what is at *src* at *dst* atomically, whatever *dst* is.
 
     Unlike os.replace(), *dst* may be anything: absent, a file, a symlink, or a
@@ -163,8 +188,33 @@ def replace(src: "StrOrBytesPath", dst: "StrOrBytesPath", *, durable: bool = Fal
     _move_durably(src, dst, 0, None, None, ("src", "dst"), durable=durable)
 
 
+@overload
 def atomic_write(
-    path: "StrOrBytesPath",
+    path: "_StrOrBytesPath",
+    mode: "_TextMode" = "w",
+    *,
+    overwrite: bool = True,
+    perms: "int | None" = None,
+    durable: bool = True,
+    encoding: "str | None" = None,
+    errors: "str | None" = None,
+    newline: "str | None" = None,
+) -> "AbstractContextManager[TextIO]": ...
+
+
+@overload
+def atomic_write(  # noqa: F811 (typing.overload, which is not imported at run time)
+    path: "_StrOrBytesPath",
+    mode: "_BinaryMode",
+    *,
+    overwrite: bool = True,
+    perms: "int | None" = None,
+    durable: bool = True,
+) -> "AbstractContextManager[BinaryIO]": ...
+
+
+def atomic_write(  # noqa: F811 (the implementation of the overloads)
+    path: "_StrOrBytesPath",
     mode: str = "w",
     *,
     overwrite: bool = True,
@@ -191,21 +241,68 @@ def atomic_write(
     propagates; an OSError without a filename gets *path* as its filename. A
     failure after the rename says the new content is in place.
 
-    *mode* is "w", "wb" or "wt"; read, append and exclusive modes raise
-    ValueError. *open_kwargs* (encoding, newline, ...) go to open(). The file
-    replaced keeps its permission bits, setuid and setgid included, and its
-    owner where the writer may give it (root may), else loses setuid and
-    setgid; a new file gets what open() gives it (0o666 less the umask);
-    *perms* sets them. The bits are applied after the last write, since the
-    kernel clears setuid on a write. A symlink at *path* is written through,
-    as open() does. Only regular files are replaced: a directory, a device or
-    a FIFO at *path* raises OSError. A process forked inside the block leaves
-    the write to its parent: its exit from the block only closes descriptors.
+    *mode* is as for open(): "w" (or "wt", "wb", "w+", ...) starts empty; "a"
+    starts from a copy of the current content, positioned at its end (empty
+    if there is none); "r+" starts from a copy positioned at its start
+    (FileNotFoundError if there is none). The copy shares the old file's
+    blocks where the filesystem can (FICLONE on btrfs and xfs), else is made
+    in the kernel (copy_file_range), else read and written. This is not
+    O_APPEND: two processes appending at once each replace the file, and the
+    last one wins. Read-only and exclusive ("x") modes raise ValueError, as
+    does overwrite=False with "a" or "r+". *open_kwargs* (encoding, newline,
+    ...) go to open().
+
+    The file replaced keeps its permission bits, setuid and setgid included,
+    its extended attributes where the writer may set them (user.*, POSIX
+    ACLs, security.*, trusted.* for root; Linux), and its owner where the
+    writer may give it (root may), else loses setuid and setgid; a new file
+    gets what open() gives it (0o666 less the umask); *perms* sets the bits.
+    They are applied after the last write, since the kernel clears setuid on
+    a write. The file is a new inode: other hard links keep the old content.
+    A symlink at *path* is written through, as open() does. Only regular
+    files are replaced: a directory, a device or a FIFO at *path* raises
+    OSError. A process forked inside the block leaves the write to its
+    parent: its exit from the block only closes descriptors.
     """
     return _AtomicWrite(path, mode, overwrite, perms, durable, open_kwargs)
 
 
-def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
+def write_bytes(
+    path: "_StrOrBytesPath",
+    data: "Buffer",
+    *,
+    overwrite: bool = True,
+    perms: "int | None" = None,
+    durable: bool = True,
+) -> int:
+    """Write *data*, any bytes-like object, to *path* with atomic_write(), and
+    return the number of bytes written, as pathlib.Path.write_bytes() does."""
+    view = memoryview(data)  # TypeError for what is not bytes-like, before any system call
+    with atomic_write(path, "wb", overwrite=overwrite, perms=perms, durable=durable) as f:
+        return f.write(view)
+
+
+def write_text(
+    path: "_StrOrBytesPath",
+    text: str,
+    encoding: "str | None" = None,
+    errors: "str | None" = None,
+    newline: "str | None" = None,
+    *,
+    overwrite: bool = True,
+    perms: "int | None" = None,
+    durable: bool = True,
+) -> int:
+    """Write *text* to *path* with atomic_write(), and return the number of
+    characters written, as pathlib.Path.write_text() does."""
+    if not isinstance(text, str):
+        raise TypeError(f"text should be str, not {type(text).__name__}")
+    options = {"encoding": encoding, "errors": errors, "newline": newline}
+    with atomic_write(path, "w", overwrite=overwrite, perms=perms, durable=durable, **options) as f:
+        return f.write(text)
+
+
+def atomic_dir(path: "_StrOrBytesPath", *, overwrite: bool = True, durable: bool = True) -> "_AtomicDir":
     """Build a directory in private, then publish it at *path* all at once.
 
         with atomic_dir("public/site") as staging:
@@ -229,7 +326,7 @@ def atomic_dir(path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool 
 
 
 def symlink(
-    target: "StrOrBytesPath", link_path: "StrOrBytesPath", *, overwrite: bool = True, durable: bool = False
+    target: "_StrOrBytesPath", link_path: "_StrOrBytesPath", *, overwrite: bool = True, durable: bool = False
 ) -> None:
     """Make *link_path* a symlink to *target*, atomically repointing an old one.
 
@@ -289,8 +386,8 @@ _PUT_ATTEMPTS = 4
 
 
 def _move_durably(
-    src: "StrOrBytesPath",
-    dst: "StrOrBytesPath",
+    src: "_StrOrBytesPath",
+    dst: "_StrOrBytesPath",
     flags: int,
     src_dir_fd: "int | None",
     dst_dir_fd: "int | None",
@@ -652,17 +749,16 @@ class _AtomicWrite:
 
     def __init__(
         self,
-        path: "StrOrBytesPath",
+        path: "_StrOrBytesPath",
         mode: str,
         overwrite: bool,
         perms: "int | None",
         durable: bool,
         open_kwargs: "dict[str, Any]",
     ) -> None:
-        if not isinstance(mode, str):
-            raise TypeError(f"mode should be str, not {type(mode).__name__}")
-        if mode not in _WRITE_MODES:
-            raise ValueError(f"atomic_write() mode must be 'w', 'wb' or 'wt', not {mode!r}")
+        self._start, self._access = _parse_write_mode(mode)
+        if self._start != "w" and not overwrite:
+            raise ValueError(f"overwrite=False starts a new file: mode {mode!r} would start from the old one")
         if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
             raise TypeError(f"perms should be int or None, not {type(perms).__name__}")
         self._shown = _shown(path, "path")
@@ -673,10 +769,11 @@ class _AtomicWrite:
         self._fd = -1
         self._name = ""  # the target's name in _dir
         self._existing: os.stat_result | None = None
+        self._xattrs: list[tuple[str, bytes]] = []
         self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
 
-    def __enter__(self) -> "IO[Any]":
+    def __enter__(self) -> "Any":
         if self._pid:
             raise RuntimeError("this atomic_write() is already in use")
         _bind_early(self._shown)
@@ -721,16 +818,22 @@ class _AtomicWrite:
             if stat.S_ISDIR(existing.st_mode):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
             raise OSError(errno.EINVAL, "not a regular file, which atomic_write() would make it")
+        if self._start == "r" and not existing:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+        if existing:
+            self._xattrs = _read_xattrs(target)
         directory, self._name = _split(target)
         self._dir = parent = _Dir(directory)
         # A new file without perms gets 0o666 less the umask from the kernel, as with open().
         mode = 0o666 if self._perms is None and not existing else 0o600
         if _O_TMPFILE:
-            self._fd = _open_tmpfile(parent, mode)
+            self._fd = _open_tmpfile(parent, mode, self._access)
         if self._fd < 0:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
+            flags = self._access | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
             self._temp = _Temporary(parent, self._name)
             self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
+        if existing and self._start != "w":
+            _copy_content(parent, self._name, self._fd)
         # The descriptor stays ours, so a file closed in the block cannot
         # leave a reused descriptor number to be synced and linked.
         self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)
@@ -775,7 +878,12 @@ class _AtomicWrite:
                 kept = 0o1777  # the file is the writer's now: setuid or setgid would be too
             if perms is None:
                 perms = stat.S_IMODE(existing.st_mode) & kept
-        if perms is not None:
+        for name, value in self._xattrs:  # after the owner, which clears security.capability
+            try:
+                os.setxattr(self._fd, name, value)
+            except OSError:
+                pass  # not the writer's to set (trusted.* but for root): skipped, as the owner is
+        if perms is not None:  # last: an ACL's mask is the mode's group bits
             _chmod_open_file(self._fd, self._dir, self._temp, perms)
 
     def _rename(self) -> None:
@@ -839,6 +947,89 @@ def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
         return path, None
 
 
+def _parse_write_mode(mode: object) -> "tuple[str, int]":
+    """What atomic_write()'s file starts from ("w" empty, "a" or "r" a copy of
+    the old one), and the access its descriptor needs; for a *mode* of open()'s."""
+    if not isinstance(mode, str):
+        raise TypeError(f"mode should be str, not {type(mode).__name__}")
+    chars = set(mode)
+    starts = chars & set("rwax")
+    if (
+        len(chars) != len(mode)
+        or not chars <= set("rwabt+")
+        or len(starts) != 1
+        or chars >= {"b", "t"}
+        or (starts == {"r"} and "+" not in chars)
+    ):
+        raise ValueError(
+            f"atomic_write() takes the writing modes of open(): 'w', 'a' or 'r+', with 'b', 't' or '+';"
+            f" not {mode!r} (overwrite=False is its exclusive mode)"
+        )
+    start = starts.pop()
+    return start, os.O_RDWR if "+" in chars else os.O_WRONLY
+
+
+# Linux <linux/fs.h>: FICLONE, _IOW(0x94, 9, int); fcntl has it from Python 3.12.
+_FICLONE = 0x40049409
+
+
+def _copy_content(parent: "_Dir", name: str, fd: int) -> None:
+    """Make the new file *fd* a copy of *name*: sharing its blocks where the
+    filesystem can (FICLONE: btrfs, xfs, bcachefs), else copied in the kernel
+    (copy_file_range: server-side on NFS 4.2), else read and written. The
+    copy stops at the size the old file had when it began."""
+    source = os.open(parent.at(name), os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, dir_fd=parent.fd)
+    try:
+        if sys.platform in ("linux", "android"):
+            import fcntl
+
+            try:
+                fcntl.ioctl(fd, _FICLONE, source)
+                os.lseek(fd, 0, os.SEEK_END)
+                return
+            except OSError:
+                pass  # EOPNOTSUPP, EXDEV, EINVAL, ENOTTY: no shared blocks here
+        left = os.fstat(source).st_size
+        copy_file_range = getattr(os, "copy_file_range", None)  # Linux, not on PyPy
+        while left > 0 and copy_file_range is not None:
+            try:
+                copied = copy_file_range(source, fd, left)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+                break  # the offsets have moved together: reading and writing goes on from there
+            if copied == 0:
+                return  # the old file shrank meanwhile
+            left -= copied
+        while left > 0:
+            chunk = os.read(source, min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(source)
+
+
+def _read_xattrs(path: str) -> "list[tuple[str, bytes]]":
+    """The extended attributes of *path* that the writer can read (Linux)."""
+    if not hasattr(os, "listxattr"):
+        return []
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []  # a filesystem without them
+    found = []
+    for name in names:
+        try:
+            found.append((name, os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            pass  # removed meanwhile, or not the writer's to read
+    return found
+
+
 def _chmod_open_file(fd: int, parent: "_Dir | None", temp: "_Temporary | None", perms: int) -> None:
     """fchmod(), or where os has none (Windows before Python 3.13), chmod() of the named temporary."""
     if hasattr(os, "fchmod") or temp is None or temp.name is None or parent is None:
@@ -852,11 +1043,11 @@ if _O_TMPFILE and not os.path.isdir("/proc/self/fd"):
     _O_TMPFILE = 0  # such a file is linked in through /proc/self/fd
 
 
-def _open_tmpfile(parent: "_Dir", mode: int) -> int:
+def _open_tmpfile(parent: "_Dir", mode: int, access: int) -> int:
     """An anonymous file in *parent*, which a crash cannot leave behind; -1
     where the filesystem cannot make one."""
     try:
-        return os.open(".", _O_TMPFILE | os.O_WRONLY | _O_CLOEXEC, mode, dir_fd=parent.fd)
+        return os.open(".", _O_TMPFILE | access | _O_CLOEXEC, mode, dir_fd=parent.fd)
     except OSError as e:
         # EISDIR: a kernel before 3.11, which sees only O_DIRECTORY.
         if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR):
@@ -882,7 +1073,7 @@ class _AtomicDir:
     resolved once; state is explicit, as in _AtomicWrite.
     """
 
-    def __init__(self, path: "StrOrBytesPath", overwrite: bool, durable: bool) -> None:
+    def __init__(self, path: "_StrOrBytesPath", overwrite: bool, durable: bool) -> None:
         self._shown = _shown(path, "path")
         self._overwrite, self._durable = overwrite, durable
         self._directory, self._name = _split(self._shown)
@@ -1122,8 +1313,6 @@ def _sync_dirs(parent: "_Dir", entry: str, *others: "_Dir") -> None:
 # How many hidden names to try before giving up: each is 48 random bits.
 _NAME_ATTEMPTS = 100
 _NOTHING_CHANGED = "nothing was changed"
-# What atomic_write() writes through: text and binary, never reading or appending.
-_WRITE_MODES = ("w", "wt", "tw", "wb", "bw")
 
 
 class _Temporary:
@@ -1235,7 +1424,7 @@ def _quote(path: "str | bytes") -> str:
     return f"'{os.fsdecode(path)}'"
 
 
-def _shown(path: "StrOrBytesPath", name: str) -> "str | bytes":
+def _shown(path: "_StrOrBytesPath", name: str) -> "str | bytes":
     """*path* as the caller spelled it, for errors; TypeError or ValueError naming *name*."""
     _fsencode(path, name)
     return os.fspath(path)
@@ -1367,8 +1556,8 @@ _C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
 
 
 def _renameat2(
-    first: "StrOrBytesPath",
-    second: "StrOrBytesPath",
+    first: "_StrOrBytesPath",
+    second: "_StrOrBytesPath",
     flags: int,
     first_dir_fd: "int | None" = None,
     second_dir_fd: "int | None" = None,
@@ -1419,7 +1608,7 @@ def _rename(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
         ) from None
 
 
-def _fsencode(path: "StrOrBytesPath", name: str) -> bytes:
+def _fsencode(path: "_StrOrBytesPath", name: str) -> bytes:
     """*path* as the kernel takes it; TypeError or ValueError naming *name*."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"{name} should be str, bytes or os.PathLike, not {type(path).__name__}")
@@ -1464,13 +1653,13 @@ _OPERATIONS = {
 }
 
 
-def _rename_error(flags: int, first: "StrOrBytesPath", second: "StrOrBytesPath") -> OSError:
+def _rename_error(flags: int, first: "_StrOrBytesPath", second: "_StrOrBytesPath") -> OSError:
     import ctypes  # loaded by _bind() already
 
     return _c_error(ctypes.get_errno(), first, second, flags)
 
 
-def _c_error(err: int, first: "StrOrBytesPath", second: "StrOrBytesPath | None", flags: int = 0) -> OSError:
+def _c_error(err: int, first: "_StrOrBytesPath", second: "_StrOrBytesPath | None", flags: int = 0) -> OSError:
     """The OSError for a C call that set errno *err*, naming the paths as os does."""
     message = os.strerror(err)
     explanation = _EXPLANATIONS.get(err)
@@ -1562,7 +1751,7 @@ def _portable(system: str) -> "Callable[[int, bytes, int, bytes, int], int]":
     return call
 
 
-def _bind_early(path: "StrOrBytesPath") -> None:
+def _bind_early(path: "_StrOrBytesPath") -> None:
     """Bind before making a temporary that a rename will move to *path*.
 
     The first binding imports ctypes, milliseconds during which a crash

@@ -76,7 +76,8 @@ def main() -> None:
             for durable in (False, True):
                 calls = 20 if durable else 200
                 recipe(path, data, durable)  # the target exists, as when a file is rewritten
-                ours, theirs = [], []
+                ours: list[float] = []
+                theirs: list[float] = []
                 for block in range(args.blocks):
                     # Alternate which goes first, so neither always follows the other.
                     order = ((ours, with_atomic_write), (theirs, recipe))

@@ -84,10 +84,11 @@ def test_the_temporary_lives_in_the_targets_directory(tmp_path: Path, temporary:
     assert (tmp_path / "f").stat().st_ino == written.st_ino
 
 
-@pytest.mark.parametrize("mode", ["a", "r", "x", "w+", "r+", "wb+", "ab"])
-def test_atomic_write_rejects_modes_that_are_not_plain_writes(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize("mode", ["r", "rb", "rt", "x", "xb", "x+", "wa", "ww", "wbt", "w++", "rw", "q", ""])
+def test_atomic_write_rejects_modes_that_do_not_write_or_are_not_opens(tmp_path: Path, mode: str) -> None:
+    """Read-only and exclusive modes, and what open() would not take either."""
     with pytest.raises(ValueError, match="mode"):
-        atomic_write(tmp_path / "f", mode)
+        atomic_write(tmp_path / "f", mode)  # type: ignore[call-overload]
     assert entries(tmp_path) == []
 
 
@@ -100,10 +101,10 @@ def test_atomic_write_passes_encoding_and_newline_to_open(tmp_path: Path) -> Non
 
 def test_atomic_write_rejects_bad_arguments_before_touching_the_disk(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="path should be str"):
-        atomic_write(3.5)  # type: ignore[arg-type]
+        atomic_write(3.5)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="perms should be int"):
-        atomic_write(tmp_path / "f", perms="644")  # type: ignore[arg-type]
-    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):
+        atomic_write(tmp_path / "f", perms="644")  # type: ignore[call-overload]
+    with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):  # type: ignore[call-overload]
         pass
     assert entries(tmp_path) == []
 

@@ -46,13 +46,14 @@ def test_syscall_fallback_swaps_for_real(
     assert libc.looked_up == ["renameat2", "syscall"]
     assert (a.read_text(), b.read_text()) == ("bravo", "alpha")
     # syscall() reads its arguments as longs: ctypes must pass them so.
-    bound = atomicswap._binding[0]  # type: ignore[index]
+    bound: Any = atomicswap._binding[0]  # type: ignore[index]
     assert bound.args == (
         atomicswap._syscall_number(
             os.uname().machine, ctypes.sizeof(ctypes.c_void_p) * 8, sys.implementation._multiarch
         ),
     )
-    assert bound.func.argtypes == (
+    # PyPy's ctypes keeps argtypes as a list, CPython's as a tuple.
+    assert tuple(bound.func.argtypes) == (
         ctypes.c_long,
         ctypes.c_long,
         ctypes.c_char_p,

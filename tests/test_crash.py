@@ -73,7 +73,7 @@ def run_kills(tmp_path: Path, kills: int, named: bool) -> tuple[Counter[str], li
     return outcomes, leftovers
 
 
-@pytest.mark.skipif(not atomicswap._O_TMPFILE, reason="O_TMPFILE is Linux's")
+@pytest.mark.skipif(not atomicswap._O_TMPFILE, reason="no O_TMPFILE on this platform")
 def test_sigkill_never_tears_the_target_nor_leaves_a_partial_temporary(tmp_path: Path) -> None:
     outcomes, leftovers = run_kills(tmp_path, kills=200, named=False)
 

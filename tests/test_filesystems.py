@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import write
 
+import atomicswap
 from atomicswap import atomic_write, rename_noreplace, replace, swap
 
 
@@ -70,6 +71,7 @@ def test_rename_noreplace_refuses_an_existing_name(mounted: Path) -> None:
     assert sorted(os.listdir(mounted)) == ["b", "c"]
 
 
+@pytest.mark.skipif(not atomicswap._O_TMPFILE, reason="no O_TMPFILE on this platform")
 def test_atomic_write_uses_an_anonymous_temporary(mounted: Path) -> None:
     with atomic_write(mounted / "f") as f:
         f.write("new")

@@ -13,7 +13,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,8 +39,8 @@ def home() -> Iterator[Path]:
         shutil.rmtree(top)
 
 
-def unprivileged(action: object) -> dict[str, object]:
-    return as_nobody(action) if os.geteuid() == 0 else action()  # type: ignore[operator, no-any-return]
+def unprivileged(action: Callable[[], dict[str, object]]) -> dict[str, object]:
+    return as_nobody(action) if os.geteuid() == 0 else action()
 
 
 def mode(path: Path) -> int:

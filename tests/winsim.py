@@ -87,7 +87,7 @@ def simulate() -> None:
         del os.fchmod
     os.O_BINARY = 0o100000  # type: ignore[attr-defined]  # O_LARGEFILE here: harmless
     os.O_NOINHERIT = cloexec  # type: ignore[attr-defined]
-    os.open = open_  # type: ignore[assignment]
+    os.open = open_
     os.rename = rename
     os.replace = replace
     for name in ("mkdir", "unlink", "rmdir", "stat", "symlink", "link", "chmod"):
