@@ -70,7 +70,8 @@ Tree = dict[str, Node]
 
 # The file-related system calls swept, and the errnos each really returns
 # (open(2), write(2), fsync(2), link(2), rename(2), unlink(2), mkdir(2), ...).
-# EIO is added to each. Names are x86_64's; a name this architecture lacks is
+# EIO is added to each. strace knows ENOTSUP by Linux's other name, EOPNOTSUPP.
+# Syscall names are x86_64's; a name this architecture lacks is
 # ignored by strace ("?" prefix) and finds no call.
 _SPACE = ("ENOSPC", "EDQUOT")
 ERRNOS: dict[str, tuple[str, ...]] = {
@@ -100,13 +101,27 @@ ERRNOS: dict[str, tuple[str, ...]] = {
     "symlinkat": (*_SPACE, "EACCES", "EROFS", "EEXIST"),
     "getdents64": ("ENOENT",),
     "read": (),
+    "lseek": ("ESPIPE",),
+    # Copying the old content ("a", "r+"): a clone, else an in-kernel copy.
+    "copy_file_range": (*_SPACE, "EXDEV", "EINVAL", "EOPNOTSUPP"),
+    "sendfile": (*_SPACE, "EINVAL"),
+    # Extended attributes kept from the replaced file.
+    "listxattr": ("EOPNOTSUPP", "ERANGE", "EACCES"),
+    "llistxattr": ("EOPNOTSUPP", "ERANGE", "EACCES"),
+    "flistxattr": ("EOPNOTSUPP", "ERANGE"),
+    "getxattr": ("EOPNOTSUPP", "ERANGE", "ENODATA"),
+    "lgetxattr": ("EOPNOTSUPP", "ERANGE", "ENODATA"),
+    "fgetxattr": ("EOPNOTSUPP", "ERANGE", "ENODATA"),
+    "setxattr": (*_SPACE, "EOPNOTSUPP", "EPERM"),
+    "lsetxattr": (*_SPACE, "EOPNOTSUPP", "EPERM"),
+    "fsetxattr": (*_SPACE, "EOPNOTSUPP", "EPERM"),
     "statfs": ("EACCES", "ENOENT"),
     "fstatfs": ("ENOSYS",),
     "close": ("EINTR", *_SPACE),
     "fstat": ("EOVERFLOW",),
     "newfstatat": ("EACCES", "ENOENT", "EOVERFLOW"),
     "statx": ("EACCES", "ENOENT", "EOVERFLOW"),
-    "ioctl": ("ENOTTY", "EINVAL"),
+    "ioctl": ("ENOTTY", "EINVAL", "EOPNOTSUPP", "EXDEV"),
 }
 SYSCALLS = tuple(ERRNOS)
 # What the cleanup calls, failed too in a double fault.
@@ -160,13 +175,19 @@ NAMED = "atomicswap._O_TMPFILE = 0"
 
 
 def write_scenario(
-    name: str, before: Tree, configure: str = "", args: str = "", path: str | bytes = "target.txt"
+    name: str,
+    before: Tree,
+    configure: str = "",
+    args: str = "",
+    path: str | bytes = "target.txt",
+    result: str = "new",
 ) -> Scenario:
-    """atomic_write(path) of "new" over target.txt, spelling the path as *path*."""
+    """atomic_write(path) of "new" to target.txt, spelling the path as *path*,
+    leaving *result* there."""
     return Scenario(
         name,
         before,
-        {**before, "target.txt": "new"},
+        {**before, "target.txt": result},
         WRITE_NEW.format(path=path, args=args, text=repr("new")),
         "target.txt",
         (path,),
@@ -180,6 +201,9 @@ SCENARIOS: dict[str, Scenario] = {
         write_scenario("write_replace", {"target.txt": "old"}),
         write_scenario("write_replace_named", {"target.txt": "old"}, NAMED),
         write_scenario("write_replace_bytes", {"target.txt": "old"}, path=b"target.txt"),
+        # Appending starts from a copy of the old content.
+        write_scenario("write_append", {"target.txt": "old"}, args=", 'a'", result="oldnew"),
+        write_scenario("write_append_named", {"target.txt": "old"}, NAMED, ", 'a'", result="oldnew"),
         write_scenario("write_create", {}),
         write_scenario("write_create_named", {}, NAMED),
         write_scenario("write_noreplace", {}, "", ", overwrite=False"),
@@ -491,6 +515,8 @@ def discover(scenario: Scenario, workdir: Path) -> list[Call]:
         forced = forced_injects(scenario, calls) if attempt else []
         command = [strace, "-f", "--seccomp-bpf", "-qq", "-o", str(log), "-e", _trace_set(SYSCALLS), *forced]
         report, err = run_child(scenario, fixture, strace=command)
+        if not log.exists():
+            raise AssertionError(f"strace did not run: {report}, {err[-2000:]}")
         traced = trace_calls(log.read_text())
         calls = [call for call, _ in number_calls(traced)]
         tree = read_tree(fixture)
@@ -528,7 +554,9 @@ def inject(scenario: Scenario, fault: Fault, discovery: Sequence[Call], workdir:
                 specs += ["-e", f"inject={syscall}:error={fault.cleanup_errno}:when={when}+"]
                 traced.add(syscall)
     command = [strace, "-f", "--seccomp-bpf", "-qq", "-o", str(log), "-e", _trace_set(traced), *specs]
-    report, _ = run_child(scenario, fixture, strace=command)
+    report, err = run_child(scenario, fixture, strace=command)
+    if not log.exists():
+        raise AssertionError(f"strace did not run {fault.label()}: {report}, {err[-2000:]}")
     run = Run(fault, report, read_tree(fixture))
     traced_calls = number_calls(trace_calls(log.read_text()))
     landed = any(
