@@ -57,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Union
 
@@ -165,6 +165,7 @@ class Scenario:
     target: str  # the path whose content is replaced
     paths: tuple[str | bytes, ...]  # the user's paths, as the code spells them: bytes stay bytes
     configure: str = ""  # run before the window, e.g. forcing named temporaries
+    prepare: str = ""  # run once the tree is built, for what the tree cannot say (xattrs)
     # Faults every run of this scenario gets: (syscall, errno, occurrence in
     # the window), failing that call and every later one of the syscall, as
     # NFS answers EINVAL to every renameat2() with flags.
@@ -201,6 +202,10 @@ SCENARIOS: dict[str, Scenario] = {
         write_scenario("write_replace", {"target.txt": "old"}),
         write_scenario("write_replace_named", {"target.txt": "old"}, NAMED),
         write_scenario("write_replace_bytes", {"target.txt": "old"}, path=b"target.txt"),
+        replace(
+            write_scenario("write_replace_xattr", {"target.txt": "old"}),
+            prepare="os.setxattr('target.txt', 'user.origin', b'kept')",
+        ),
         # Appending starts from a copy of the old content.
         write_scenario("write_append", {"target.txt": "old"}, args=", 'a'", result="oldnew"),
         write_scenario("write_append_named", {"target.txt": "old"}, NAMED, ", 'a'", result="oldnew"),
@@ -331,6 +336,7 @@ os.chdir(sys.argv[1])
 if sys.argv[2] in ("setup", "both"):
     for name, node in json.loads(sys.argv[3]).items():
         build(name, node)
+    {prepare}
 if sys.argv[2] == "setup":
     sys.exit(0)
 before = descriptors()
@@ -360,7 +366,7 @@ print(json.dumps(report))
 
 
 def child_code(scenario: Scenario) -> str:
-    return CHILD.format(configure=scenario.configure, code=scenario.code)
+    return CHILD.format(configure=scenario.configure, prepare=scenario.prepare or "pass", code=scenario.code)
 
 
 # --- Running under strace -------------------------------------------------------
