@@ -834,6 +834,8 @@ class _AtomicWrite:
             self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
         if existing and self._start != "w":
             _copy_content(parent, self._name, self._fd)
+            if self._start == "r":
+                os.lseek(self._fd, 0, os.SEEK_SET)  # "a" is put at the end by open()
         # The descriptor stays ours, so a file closed in the block cannot
         # leave a reused descriptor number to be synced and linked.
         self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)

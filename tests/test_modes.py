@@ -1,0 +1,239 @@
+"""atomic_write()'s append and update modes, write_bytes() and write_text().
+
+Appends and edits are transactions: the file starts as a copy of the old one,
+and readers, and a crash, see the old file or the whole new one. The copy
+shares the old file's blocks where the filesystem can: that is measured on
+xfs and btrfs images loop-mounted from /dev/shm (root only), by the free
+space a copy of a large file costs.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import run_under_strace, write
+
+from atomicswap import atomic_write, write_bytes, write_text
+
+
+def test_append_starts_from_the_old_content_at_its_end(tmp_path: Path) -> None:
+    target = write(tmp_path / "log", "one\n")
+    inode = target.stat().st_ino
+
+    with atomic_write(target, "a") as f:
+        assert f.tell() == len("one\n")
+        f.write("two\n")
+        f.flush()
+        assert target.read_text() == "one\n"  # readers see the old file until the end
+
+    assert target.read_text() == "one\ntwo\n"
+    assert target.stat().st_ino != inode
+    assert os.listdir(tmp_path) == ["log"]
+
+
+def test_append_to_a_missing_file_starts_empty(tmp_path: Path) -> None:
+    with atomic_write(tmp_path / "log", "ab") as f:
+        f.write(b"first\n")
+
+    assert (tmp_path / "log").read_bytes() == b"first\n"
+
+
+def test_an_append_that_fails_leaves_the_old_file(tmp_path: Path) -> None:
+    target = write(tmp_path / "log", "one\n")
+
+    with pytest.raises(RuntimeError), atomic_write(target, "a") as f:
+        f.write("half")
+        raise RuntimeError
+
+    assert target.read_text() == "one\n"
+    assert os.listdir(tmp_path) == ["log"]
+
+
+def test_update_reads_and_rewrites_the_old_content_from_its_start(tmp_path: Path) -> None:
+    target = write(tmp_path / "counter", "41 apples")
+
+    with atomic_write(target, "r+") as f:
+        count = int(f.read().split()[0])
+        f.seek(0)
+        f.write(str(count + 1))
+
+    assert target.read_text() == "42 apples"
+
+
+def test_update_of_a_missing_file_is_file_not_found_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as raised, atomic_write(tmp_path / "missing", "rb+"):
+        pass
+
+    assert raised.value.filename == str(tmp_path / "missing")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("mode", ["w+", "wb+", "a+", "ab+", "r+b", "+r", "at", "ba"])
+def test_every_spelling_of_a_writing_mode_reads_back_what_it_holds(tmp_path: Path, mode: str) -> None:
+    target = write(tmp_path / "f", "old")
+    binary = "b" in mode
+    data = b"new" if binary else "new"
+
+    with atomic_write(target, mode) as f:  # type: ignore[call-overload]
+        f.write(data)
+        if "+" in mode:
+            f.seek(0)
+            held = f.read()
+
+    expected = {"w": "new", "a": "oldnew", "r": "new"}[next(c for c in mode if c in "war")]
+    assert target.read_text() == expected
+    if "+" in mode:
+        assert held == (expected.encode() if binary else expected)
+
+
+@pytest.mark.parametrize("mode", ["a", "r+"])
+def test_append_and_update_refuse_overwrite_false(tmp_path: Path, mode: str) -> None:
+    with pytest.raises(ValueError, match="overwrite=False"):
+        atomic_write(tmp_path / "f", mode, overwrite=False)  # type: ignore[call-overload]
+
+
+def test_append_keeps_the_mode_owner_and_attributes_like_any_write(tmp_path: Path) -> None:
+    target = write(tmp_path / "log", "one\n")
+    target.chmod(0o640)
+    os.setxattr(target, "user.origin", b"kept")
+
+    with atomic_write(target, "a") as f:
+        f.write("two\n")
+
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert os.getxattr(target, "user.origin") == b"kept"
+
+
+def test_write_bytes_takes_any_bytes_like_object_and_returns_its_size(tmp_path: Path) -> None:
+    numbers = array.array("i", [1, 2, 3])
+
+    assert write_bytes(tmp_path / "a", b"abc") == 3
+    assert write_bytes(tmp_path / "b", memoryview(b"abcdef")[2:]) == 4
+    assert write_bytes(tmp_path / "c", numbers) == numbers.itemsize * 3
+    assert write_bytes(tmp_path / "d", bytearray(b"xy"), perms=0o600) == 2
+
+    assert (tmp_path / "b").read_bytes() == b"cdef"
+    assert (tmp_path / "c").read_bytes() == numbers.tobytes()
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o600
+
+
+def test_write_text_encodes_and_returns_the_characters_written(tmp_path: Path) -> None:
+    assert write_text(tmp_path / "f", "é\n", encoding="utf-16", newline="\r\n") == 2
+    assert (tmp_path / "f").read_bytes() == "é\r\n".encode("utf-16")
+
+
+def test_one_shot_writes_refuse_the_wrong_data_before_touching_the_disk(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        write_bytes(tmp_path / "f", "text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="text should be str"):
+        write_text(tmp_path / "f", b"bytes")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
+
+
+def test_one_shot_writes_keep_overwrite_false(tmp_path: Path) -> None:
+    write(tmp_path / "f", "old")
+
+    with pytest.raises(FileExistsError):
+        write_text(tmp_path / "f", "new", overwrite=False)
+
+    assert (tmp_path / "f").read_text() == "old"
+
+
+def test_a_replaced_file_is_a_new_inode_so_other_hard_links_keep_the_old_content(tmp_path: Path) -> None:
+    target = write(tmp_path / "f", "old")
+    os.link(target, tmp_path / "other-name")
+
+    write_text(target, "new")
+
+    assert (target.read_text(), (tmp_path / "other-name").read_text()) == ("new", "old")
+
+
+# ---- The copy: shared blocks where the filesystem can ----------------------------
+
+SIZE = 64 << 20  # large enough that a real copy shows in the free space
+
+
+@pytest.fixture(params=["xfs", "btrfs", "ext4"])
+def filesystem(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """A fresh filesystem in a sparse image on /dev/shm, loop-mounted."""
+    kind = str(request.param)
+    if os.geteuid() != 0:
+        pytest.skip("loop-mounting an image needs root")
+    if shutil.which(f"mkfs.{kind}") is None:
+        pytest.skip(f"mkfs.{kind} is not installed")
+    scratch = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    image, point = scratch / "image", scratch / "mnt"
+    point.mkdir()
+    try:
+        with open(image, "wb") as f:
+            f.truncate(320 << 20)  # mkfs.xfs wants 300 MB
+        subprocess.run([f"mkfs.{kind}", "-q", *(["-F"] if kind == "ext4" else []), str(image)], check=True)
+        subprocess.run(["mount", "-o", "loop", str(image), str(point)], check=True)
+        try:
+            yield kind, point
+        finally:
+            subprocess.run(["umount", str(point)], check=True)
+    finally:
+        shutil.rmtree(scratch)
+
+
+def shared_bytes(path: Path) -> int:
+    """How many bytes of *path* sit in extents it shares with another file,
+    from FIEMAP (filefrag -v), in the filesystem's blocks."""
+    report = subprocess.run(["filefrag", "-v", str(path)], capture_output=True, text=True, check=True).stdout
+    block = int(report.split("blocksize of ")[1].split()[0]) if "blocksize of " in report else 4096
+    shared = 0
+    for line in report.splitlines():
+        fields = line.replace(":", " ").replace("..", " ").split()
+        if "shared" in line and fields and fields[0].isdigit():
+            shared += int(fields[5]) * block  # ext, logical start, end, physical start, end, length
+    return shared
+
+
+def test_an_append_shares_the_old_files_blocks_where_the_filesystem_can(filesystem: tuple[str, Path]) -> None:
+    """A hard link keeps the old file, so that what the new one shares with it shows."""
+    kind, point = filesystem
+    target = point / "big"
+    with open(target, "wb") as f:
+        f.write(os.urandom(1 << 20) * (SIZE >> 20))
+    os.link(target, point / "old")
+    os.sync()
+
+    with atomic_write(target, "ab") as f:
+        f.write(b"one more line\n")
+
+    assert target.stat().st_size == SIZE + len(b"one more line\n")
+    assert target.read_bytes()[:SIZE] == (point / "old").read_bytes()
+    shared = shared_bytes(target)
+    if kind == "ext4":  # no reflink on ext4: a real copy
+        assert shared == 0
+    else:
+        assert shared >= SIZE * 0.9, shared
+
+
+def test_where_blocks_cannot_be_shared_the_kernel_copies(tmp_path: Path) -> None:
+    """On ext4 FICLONE fails and copy_file_range() does the copy; PyPy has no
+    os.copy_file_range and reads and writes."""
+    write(tmp_path / "log", "one\n" * 1000)
+    log = tmp_path.parent / f"{tmp_path.name}.strace"
+
+    result = run_under_strace(
+        "import atomicswap\nwith atomicswap.atomic_write('log', 'a') as f:\n    f.write('two\\n')\n",
+        "-e",
+        "trace=ioctl,copy_file_range",
+        cwd=tmp_path,
+        log=log,
+    )
+
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text()
+    assert "FICLONE" in calls
+    assert ("copy_file_range(" in calls) == hasattr(os, "copy_file_range")
+    assert (tmp_path / "log").read_text() == "one\n" * 1000 + "two\n"
