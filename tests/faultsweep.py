@@ -90,8 +90,9 @@ ERRNOS: dict[str, tuple[str, ...]] = {
     "rename": (*_SPACE, "EACCES", "EROFS", "EBUSY", "ENOENT", "EPERM"),
     "renameat": (*_SPACE, "EACCES", "EROFS", "EBUSY", "ENOENT", "EPERM"),
     "renameat2": (*_SPACE, "EACCES", "EROFS", "EBUSY", "ENOENT", "EPERM"),
-    # Not ENOENT: it says that the name is gone, which strace cannot make true,
-    # and a cleanup rightly takes it for done.
+    # Not ENOENT, here nor from the stat calls: it says that the name is gone,
+    # which strace cannot make true, and a job rightly takes it at its word
+    # (a cleanup for done, atomic_write(path, "a") for a new file).
     "unlink": ("EACCES", "EROFS", "EBUSY", "EPERM"),
     "unlinkat": ("EACCES", "EROFS", "EBUSY", "EPERM"),
     "mkdir": (*_SPACE, "EACCES", "EROFS", "EEXIST", "EMLINK"),
@@ -119,8 +120,8 @@ ERRNOS: dict[str, tuple[str, ...]] = {
     "fstatfs": ("ENOSYS",),
     "close": ("EINTR", *_SPACE),
     "fstat": ("EOVERFLOW",),
-    "newfstatat": ("EACCES", "ENOENT", "EOVERFLOW"),
-    "statx": ("EACCES", "ENOENT", "EOVERFLOW"),
+    "newfstatat": ("EACCES", "EOVERFLOW"),
+    "statx": ("EACCES", "EOVERFLOW"),
     "ioctl": ("ENOTTY", "EINVAL", "EOPNOTSUPP", "EXDEV"),
 }
 SYSCALLS = tuple(ERRNOS)
