@@ -693,29 +693,40 @@ def check(
 # --- The sweep ------------------------------------------------------------------
 
 
-def faults(scenario: Scenario, discovery: Sequence[Call], full: bool) -> Iterator[Fault]:
+def faults(
+    scenario: Scenario, discovery: Sequence[Call], full: bool, done: set[tuple[str, ...]] | None = None
+) -> Iterator[Fault]:
     """The faults to inject into *scenario*.
 
     Full: every call in the window with every errno it can return, and every
-    call with a failing cleanup. Sampled (the default): every call with EIO, so
-    that each call site is failed at least once; each other errno of a syscall
-    at one of its calls, taking them in turn; and a failing cleanup after one
-    call of each syscall.
+    call with either failing cleanup. Sampled (the default): every call with
+    EIO, so that each call site is failed at least once; each other errno of a
+    syscall at one of its calls, once per job (the scenarios whose names
+    share their first word), so *done* records what the job's earlier
+    scenarios had; and one failing cleanup after one call of each syscall,
+    the cleanup's errno taking turns.
     """
+    done = set() if done is None else done
+    job = scenario.name.split("_")[0]
     by_syscall: dict[str, list[Call]] = {}
     for call in discovery:
         if call.library and not forced(scenario, call):
             by_syscall.setdefault(call.syscall, []).append(call)
-    for syscall, calls in by_syscall.items():
+    for turn, (syscall, calls) in enumerate(by_syscall.items()):
         for i, errno_name in enumerate(errnos_of(syscall)):
-            chosen = calls if full or errno_name == "EIO" else [calls[i % len(calls)]]
+            if full or errno_name == "EIO":
+                chosen = calls
+            elif (job, syscall, errno_name) in done:
+                continue
+            else:
+                chosen = [calls[i % len(calls)]]
+            done.add((job, syscall, errno_name))
             for call in chosen:
                 yield Fault(scenario.name, syscall, errno_name, call.occurrence)
         if syscall in CLEANUP_SYSCALLS:
             continue
-        for i, cleanup in enumerate(CLEANUP_ERRNOS):
-            chosen = calls if full else [calls[i % len(calls)]]
-            for call in chosen:
+        for cleanup in CLEANUP_ERRNOS if full else CLEANUP_ERRNOS[turn % 2 : turn % 2 + 1]:
+            for call in calls if full else [calls[turn % len(calls)]]:
                 yield Fault(scenario.name, syscall, "EIO", call.occurrence, cleanup)
 
 
@@ -728,7 +739,8 @@ def sweep(
     scenarios = list(scenarios)
     with ThreadPoolExecutor(workers) as pool:
         found = dict(zip([s.name for s in scenarios], pool.map(lambda s: discover(s, workdir), scenarios)))
-        jobs = [(s, f) for s in scenarios for f in faults(s, found[s.name], full)]
+        done: set[tuple[str, ...]] = set()
+        jobs = [(s, f) for s in scenarios for f in faults(s, found[s.name], full, done)]
         runs = list(pool.map(lambda job: inject(job[0], job[1], found[job[0].name], workdir), jobs))
     return runs, found
 

@@ -3,7 +3,7 @@ filesystems: the target stays old or new, nothing is left, no descriptor
 leaks, and the error names the user's path. faultsweep.py says how.
 
 The default sweep fails every call in each scenario's window with EIO, each
-other errno at one call, and the cleanup after one call of each syscall;
+other errno once per job, and the cleanup after one call of each syscall;
 ATOMICSWAP_SWEEP=full fails every call with every errno. Deselect with
 ``-m "not slow"``.
 """
