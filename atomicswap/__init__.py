@@ -453,7 +453,9 @@ def _put(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> bool:
             _rename(src_dir, src, dst_dir, dst)
             return False
         except OSError as e:
-            if e.errno not in _NEEDS_EXCHANGE:
+            # A trailing slash on dst says it is a directory and stays one, as
+            # rename(2) reads it: only another directory may take its place.
+            if e.errno not in _NEEDS_EXCHANGE or (dst.endswith("/") and not src_dir.holds_directory(src)):
                 raise
             in_the_way = e
         _refuse_mounts_under(dst_dir, dst)
@@ -506,6 +508,9 @@ def _after_put(
             _remove_old(src_dir, src)
         except OSError as e:
             problems.append((e, f"its old content is left at {_below(shown_src, src, e.filename)}"))
+        except BaseException as e:  # an interrupt: the new content is in place all the same
+            _add_note(e, f"the new content is in place; its old content is left at {_quote(shown_src)}")
+            raise
     if durable:
         try:
             _sync_dirs(dst_dir, dst, src_dir)
@@ -547,10 +552,13 @@ def _refuse_mounts_under(parent: "_Dir", name: str) -> None:
 
 
 def _mounts_under(parent: "_Dir", name: str) -> "list[str]":
-    """Mount points strictly inside the directory *name*, from /proc/self/mountinfo.
+    """Mount points inside the directory *name*, from /proc/self/mountinfo.
 
-    Empty where /proc is not mounted (or not Linux): then only the device
-    check of _walk() protects a mounted filesystem.
+    "Inside" as the filesystem sees it, not as a path: a mount made under
+    the directory is found even when the caller reaches it through a bind
+    mount of one of its parents. Empty where /proc is not mounted (or not
+    Linux): then only _walk()'s check of each directory's mount protects a
+    mounted filesystem.
     """
     try:
         with open("/proc/self/mountinfo", "rb") as f:
@@ -560,11 +568,44 @@ def _mounts_under(parent: "_Dir", name: str) -> "list[str]":
     except OSError:
         return []  # no /proc, or no directory at name: nothing can be mounted inside it
     try:
-        top = os.readlink(f"/proc/self/fd/{fd}").rstrip("/") + "/"
+        top, mount_id = os.readlink(f"/proc/self/fd/{fd}"), _mount_id(fd, "")
     finally:
         os.close(fd)
-    points = (os.fsdecode(_unescape_mountinfo(line.split(b" ")[4])) for line in table.splitlines())
-    return [point for point in points if point.startswith(top)]
+    # id: (parent id, device, root within its filesystem, mount point)
+    mounts = {}
+    for line in table.splitlines():
+        fields = line.split(b" ")
+        point = os.fsdecode(_unescape_mountinfo(fields[4]))
+        mounts[int(fields[0])] = (
+            int(fields[1]),
+            fields[2],
+            os.fsdecode(_unescape_mountinfo(fields[3])),
+            point,
+        )
+    holder = mounts.get(mount_id) if mount_id is not None else None
+    if holder is None:  # no mount id (a kernel before 5.8): the longest mount point above it
+        holder = max(
+            (m for m in mounts.values() if _below_point(top, m[3])), key=lambda m: len(m[3]), default=None
+        )
+    if holder is None:
+        return []
+    device, inside = holder[1], _in_filesystem(holder, top).rstrip("/") + "/"
+    found = []
+    for parent_id, _, _, point in mounts.values():
+        above = mounts.get(parent_id)
+        if above is not None and above[1] == device and _in_filesystem(above, point).startswith(inside):
+            found.append(point)
+    return found
+
+
+def _below_point(path: str, point: str) -> bool:
+    return point == "/" or path == point or path.startswith(point.rstrip("/") + "/")
+
+
+def _in_filesystem(mount: "tuple[int, bytes, str, str]", path: str) -> str:
+    """*path*, seen through *mount*, as a path from the root of its filesystem."""
+    _, _, root, point = mount
+    return root.rstrip("/") + path[len(point.rstrip("/")) :]
 
 
 def _unescape_mountinfo(field: bytes) -> bytes:
@@ -577,9 +618,9 @@ def _remove_tree(parent: "_Dir", name: str) -> None:
     """Remove *name* in *parent* and everything below it, like rm -r --one-file-system.
 
     Directories made read-only or unreadable by their owner are made
-    writable first. What is on another device stays: the walk does not enter
-    it, and the OSError (EBUSY) names it once everything else is removed.
-    Without descriptors for directories (Windows), shutil.rmtree() does it.
+    writable first. Another mount stays: the walk does not enter it, and the
+    OSError (EBUSY) names it once everything else is removed. Without
+    descriptors for directories (Windows), shutil.rmtree() does it.
     """
     if parent.fd is None:
         import shutil
@@ -590,39 +631,39 @@ def _remove_tree(parent: "_Dir", name: str) -> None:
             os.unlink(parent.at(name))
         return
     if not parent.holds_directory(name):
-        _unless_read_only(parent.fd, os.unlink, name)
+        _unless_read_only(parent.fd, os.unlink, name, name)
         return
     foreign: list[str] = []
     _walk(parent.fd, name, _open_to_remove, _remove_file, _remove_dir, foreign)
     if foreign:
-        raise OSError(errno.EBUSY, "a filesystem is mounted inside it, and was left alone", foreign[0])
+        message = "another mount, or a btrfs subvolume, is inside it, and was left alone"
+        raise OSError(errno.EBUSY, message, foreign[0])
 
 
-def _open_to_remove(dir_fd: int, name: str) -> int:
+def _open_to_remove(dir_fd: int, name: str, path: str) -> int:
     flags = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
     try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
+        return os.open(name, flags, dir_fd=dir_fd)
     except PermissionError:
-        os.chmod(name, 0o700, dir_fd=dir_fd)  # made unreadable by its owner, who gave it to us to remove
-        fd = os.open(name, flags, dir_fd=dir_fd)
-    return fd
+        _chmod_entry(dir_fd, name, 0o700, path)  # made unreadable by its owner, who gave it to us to remove
+        return os.open(name, flags, dir_fd=dir_fd)
 
 
-def _remove_file(fd: int, entry: "os.DirEntry[str]") -> None:
-    _unless_read_only(fd, os.unlink, entry.name)
+def _remove_file(fd: int, entry: "os.DirEntry[str]", path: str) -> None:
+    _unless_read_only(fd, os.unlink, entry.name, path)
 
 
-def _remove_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
+def _remove_dir(fd: int, parent_fd: int, name: str, path: str, foreign: "list[str]") -> None:
     try:
-        _unless_read_only(parent_fd, os.rmdir, name)
+        _unless_read_only(parent_fd, os.rmdir, name, path)
     except OSError as e:
         if not (foreign and e.errno in (errno.ENOTEMPTY, errno.EEXIST)):
             raise
 
 
-def _unless_read_only(dir_fd: int, remove: "Callable[..., None]", name: str) -> None:
+def _unless_read_only(dir_fd: int, remove: "Callable[..., None]", name: str, path: str) -> None:
     """remove(name, dir_fd=dir_fd); on EACCES or EPERM, make *dir_fd* writable
-    by its owner and try once more. ENOENT means done."""
+    by its owner and try once more. ENOENT means done. An error names *path*."""
     try:
         remove(name, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -630,64 +671,83 @@ def _unless_read_only(dir_fd: int, remove: "Callable[..., None]", name: str) -> 
     except PermissionError as denied:
         mode = stat.S_IMODE(os.fstat(dir_fd).st_mode)
         if mode & 0o300 == 0o300:
-            raise  # not a question of the directory's mode
+            raise OSError(denied.errno, denied.strerror, path) from None  # not the directory's mode
         try:
             os.fchmod(dir_fd, mode | 0o700)
         except OSError:
-            raise denied from None  # not ours to change: the denial is the answer
+            raise OSError(denied.errno, denied.strerror, path) from None  # not ours to change
         try:
             remove(name, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
 
 
+def _chmod_entry(dir_fd: int, name: str, mode: int, path: str) -> None:
+    """chmod *name* itself, never what a symlink swapped in for it points to.
+
+    Linux: through an O_PATH descriptor, by /proc/self/fd. Elsewhere: with
+    fchmodat(AT_SYMLINK_NOFOLLOW). Where neither can be done, the denial stands.
+    """
+    if _O_PATH and _PROC_FD:
+        fd = os.open(name, _O_PATH | _O_NOFOLLOW | _O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, "a symlink was put in its place", path)
+            os.chmod(f"/proc/self/fd/{fd}", mode)
+        finally:
+            os.close(fd)
+        return
+    try:
+        os.chmod(name, mode, dir_fd=dir_fd, follow_symlinks=False)
+    except NotImplementedError:
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), path) from None
+
+
 def _walk(
     dir_fd: int,
     name: str,
-    open_dir: "Callable[[int, str], int]",
-    each_file: "Callable[[int, os.DirEntry[str]], None]",
-    leave: "Callable[[int, int, str, list[str]], None]",
+    open_dir: "Callable[[int, str, str], int]",
+    each_file: "Callable[[int, os.DirEntry[str], str], None]",
+    leave: "Callable[[int, int, str, str, list[str]], None]",
     foreign: "list[str]",
 ) -> None:
     """Visit the directory tree *name* in *dir_fd*, depth first, without recursion.
 
-    Calls each_file(fd, entry) for every non-directory, and leave(fd,
-    parent_fd, name, foreign) for every directory once its subdirectories are
-    done. Descriptor-based like shutil.rmtree's safe walk, but it holds one
-    directory open at a time: it climbs back through ".." after checking that
-    ".." is the directory it came from, so depth costs neither recursion nor
-    descriptors. It never follows a symlink, checks that each directory it
-    opens is the one it listed, and never enters another device: those paths
-    go to *foreign*. An OSError names the path, from *name* down, that failed.
+    Calls each_file(fd, entry, path) for every non-directory, and leave(fd,
+    parent_fd, name, path, foreign) for every directory once its
+    subdirectories are done. Descriptor-based like shutil.rmtree's safe walk,
+    but it holds one directory open at a time: it climbs back through ".."
+    after checking that ".." is the directory it came from, so depth costs
+    neither recursion nor descriptors. It never follows a symlink, checks
+    that each directory it opens is the one it listed, and never enters
+    another mount (by mount id on Linux 5.8+, so a bind mount of the same
+    filesystem counts; else by device): those paths go to *foreign*. An
+    OSError names the path, from *name* down, that failed.
     """
     top = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    mount = _mount_id(dir_fd, name)
     fd = _open_checked(open_dir, dir_fd, name, top, name)
-    path = name
     try:
         # One level per directory on the way down: its path, its stat, and its
         # subdirectories still to visit.
-        levels = [(name, top, _list(fd, name, top.st_dev, each_file, foreign))]
+        levels = [(name, top, _list(fd, name, (top.st_dev, mount), each_file, foreign))]
         while levels:
             path, _, pending = levels[-1]
             if pending:
                 child, child_st = pending.pop()
                 path = f"{path}/{child}"
                 child_fd = _open_checked(open_dir, fd, child, child_st, path)
-                os.close(fd)
-                fd = child_fd
-                levels.append((path, child_st, _list(fd, path, top.st_dev, each_file, foreign)))
+                old, fd = fd, child_fd
+                os.close(old)
+                levels.append((path, child_st, _list(fd, path, (top.st_dev, mount), each_file, foreign)))
                 continue
             levels.pop()
-            parent_fd = _climb(fd, levels[-1][1]) if levels else dir_fd
+            parent_fd = _climb(fd, levels[-1][1], open_dir, path) if levels else dir_fd
+            old, fd = fd, parent_fd
             try:
-                leave(fd, parent_fd, path.rpartition("/")[2], foreign)
+                leave(old, parent_fd, path.rpartition("/")[2], path, foreign)
             finally:
-                os.close(fd)
-                fd = parent_fd
-    except OSError as e:
-        if not e.filename or "/" not in os.fsdecode(e.filename):
-            e.filename = f"{path}/{e.filename}" if e.filename and e.filename != path else path
-        raise
+                os.close(old)
     finally:
         if fd != dir_fd:
             os.close(fd)
@@ -696,42 +756,57 @@ def _walk(
 def _list(
     fd: int,
     path: str,
-    device: int,
-    each_file: "Callable[[int, os.DirEntry[str]], None]",
+    mount: "tuple[int, int | None]",
+    each_file: "Callable[[int, os.DirEntry[str], str], None]",
     foreign: "list[str]",
 ) -> "list[tuple[str, os.stat_result]]":
-    """Call each_file() for the non-directories in *fd*; return its subdirectories on *device*."""
+    """Call each_file() for the non-directories in *fd*; return its
+    subdirectories on the same *mount* (device, and mount id where known)."""
     subdirectories = []
-    with os.scandir(fd) as entries:
-        for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
-                each_file(fd, entry)
-                continue
-            st = entry.stat(follow_symlinks=False)
-            if st.st_dev == device:
-                subdirectories.append((entry.name, st))
-            else:
-                foreign.append(f"{path}/{entry.name}")
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    each_file(fd, entry, f"{path}/{entry.name}")
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                device, mount_id = mount
+                # By mount id where known: a btrfs subvolume has a device of its own, in the same mount.
+                same = st.st_dev == device if mount_id is None else _mount_id(fd, entry.name) == mount_id
+                if same:
+                    subdirectories.append((entry.name, st))
+                else:
+                    foreign.append(f"{path}/{entry.name}")
+    except OSError as e:
+        if not isinstance(e.filename, str) or "/" not in e.filename:
+            raise OSError(e.errno, e.strerror, path) from None  # scandir() names the descriptor
+        raise
     return subdirectories
 
 
 def _open_checked(
-    open_dir: "Callable[[int, str], int]", dir_fd: int, name: str, expected: os.stat_result, path: str
+    open_dir: "Callable[[int, str, str], int]", dir_fd: int, name: str, expected: os.stat_result, path: str
 ) -> int:
-    """open_dir(dir_fd, name), checking it is still the directory that was listed."""
-    fd = open_dir(dir_fd, name)
-    if not os.path.samestat(os.fstat(fd), expected):
+    """open_dir(dir_fd, name, path), checking it is still the directory that was listed."""
+    try:
+        fd = open_dir(dir_fd, name, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
+    try:
+        same = os.path.samestat(os.fstat(fd), expected)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not same:
         os.close(fd)
         raise OSError(errno.EAGAIN, "it was replaced while being walked", path)
     return fd
 
 
-def _climb(fd: int, expected: os.stat_result) -> int:
-    """Open ".." of *fd*, checking that it is still the directory we came from."""
-    parent = os.open("..", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=fd)
-    if not os.path.samestat(os.fstat(parent), expected):
-        os.close(parent)
-        raise OSError(errno.EAGAIN, "its parent was moved while it was being walked")
+def _climb(fd: int, expected: os.stat_result, open_dir: "Callable[[int, str, str], int]", path: str) -> int:
+    """Open ".." of *fd* as the walk opens directories, checking that it is
+    still the directory we came from."""
+    parent = _open_checked(open_dir, fd, "..", expected, path.rpartition("/")[0])
     return parent
 
 
@@ -761,6 +836,9 @@ class _AtomicWrite:
             raise ValueError(f"overwrite=False starts a new file: mode {mode!r} would start from the old one")
         if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
             raise TypeError(f"perms should be int or None, not {type(perms).__name__}")
+        unknown = set(open_kwargs) - {"buffering", "encoding", "errors", "newline"}
+        if unknown:
+            raise TypeError(f"atomic_write() got an unexpected keyword argument {sorted(unknown)[0]!r}")
         self._shown = _shown(path, "path")
         self._mode, self._open_kwargs = mode, open_kwargs
         self._overwrite, self._perms, self._durable = overwrite, perms, durable
@@ -769,6 +847,7 @@ class _AtomicWrite:
         self._fd = -1
         self._name = ""  # the target's name in _dir
         self._existing: os.stat_result | None = None
+        self._identity: os.stat_result | None = None  # the temporary's, to know it is still ours
         self._xattrs: list[tuple[str, bytes]] = []
         self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
@@ -802,16 +881,17 @@ class _AtomicWrite:
             elif exc is None:
                 self._commit()
             else:
-                leftovers = self._rollback(exc)
-                if isinstance(exc, OSError) and not exc.filename:
-                    exc.filename = self._shown
-                    exc.strerror = _with_state(exc.strerror, _NOTHING_CHANGED + leftovers)
+                _name_the_blocks_error(exc, self._shown, self._rollback(exc))
         finally:
             self._pid = 0
 
     def _open(self) -> None:
         # With overwrite=False anything at path, a dangling symlink too, is in the way.
         path = os.fsdecode(self._shown)
+        if not path:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))  # as open("")
+        if path.endswith("/") or _split(path)[1] in (".", ".."):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))  # as open("dir/")
         target, self._existing = _write_through(path) if self._overwrite else (path, None)
         existing = self._existing
         if existing and not stat.S_ISREG(existing.st_mode):
@@ -832,6 +912,7 @@ class _AtomicWrite:
             flags = self._access | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY
             self._temp = _Temporary(parent, self._name)
             self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
+        self._identity = os.fstat(self._fd)
         if existing and self._start != "w":
             _copy_content(parent, self._name, self._fd)
             if self._start == "r":
@@ -843,6 +924,7 @@ class _AtomicWrite:
     def _commit(self) -> None:
         assert self._file is not None and self._dir is not None
         try:
+            self._check_descriptor()
             self._file.close()  # flushes, unless the block closed it already
             self._set_owner_and_perms()  # after the last write, which clears setuid
             if self._durable:
@@ -870,14 +952,31 @@ class _AtomicWrite:
             self._dir.close()
             self._dir = None
 
+    def _check_descriptor(self) -> None:
+        """Refuse to go on if the block closed the file's descriptor (os.close()
+        of f.fileno()): its number may be another file's by now, which must
+        be neither flushed into, nor chmodded, nor linked in as the target."""
+        try:
+            same = self._identity is not None and os.path.samestat(os.fstat(self._fd), self._identity)
+        except OSError:
+            same = False
+        if not same:
+            self._fd = -1  # not ours any more: nothing will touch it
+            self._file = None
+            raise OSError(errno.EBADF, "the block closed the file's descriptor")
+
     def _set_owner_and_perms(self) -> None:
         perms, existing = self._perms, self._existing
         if existing:
             try:
                 os.fchown(self._fd, existing.st_uid, existing.st_gid)
-                kept = 0o7777
             except (OSError, AttributeError):  # not allowed; or Windows, which has no owners to keep
-                kept = 0o1777  # the file is the writer's now: setuid or setgid would be too
+                pass
+            # Setuid and setgid stay only with the owner and the group they were
+            # for: a writer's own tool in a group the writer is not in keeps setuid.
+            new = os.fstat(self._fd)
+            kept = 0o1777 | (0o4000 if new.st_uid == existing.st_uid else 0)
+            kept |= 0o2000 if new.st_gid == existing.st_gid else 0
             if perms is None:
                 perms = stat.S_IMODE(existing.st_mode) & kept
         for name, value in self._xattrs:  # after the owner, which clears security.capability
@@ -909,8 +1008,8 @@ class _AtomicWrite:
         if self._file is not None:
             try:
                 self._file.close()
-            except OSError:
-                pass  # the write is abandoned: what it could not flush no longer matters
+            except Exception:
+                pass  # the write is abandoned (OSError), or the block detached the file (ValueError)
         leftovers = _cleanup(self._temp, exc)
         _close(self._fd)
         self._fd = -1
@@ -1040,9 +1139,8 @@ def _chmod_open_file(fd: int, parent: "_Dir | None", temp: "_Temporary | None", 
         os.chmod(parent.at(temp.name), perms)
 
 
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux 3.11 and later
-if _O_TMPFILE and not os.path.isdir("/proc/self/fd"):
-    _O_TMPFILE = 0  # such a file is linked in through /proc/self/fd
+_PROC_FD = sys.platform in ("linux", "android") and os.path.isdir("/proc/self/fd")
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0) if _PROC_FD else 0  # such a file is linked in through /proc
 
 
 def _open_tmpfile(parent: "_Dir", mode: int, access: int) -> int:
@@ -1102,14 +1200,13 @@ class _AtomicDir:
                 _refuse_what_only_an_exchange_could_replace(parent, self._name)
             self._staging = _Temporary(parent, self._name, directory=True)
             self._staging.create(lambda name: os.mkdir(parent.at(name), dir_fd=parent.fd))
+            return Path(self._directory, str(self._staging.name))
         except BaseException as e:
             leftovers = _cleanup(self._staging, e)
             self._close()
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
-        assert self._staging.name is not None
-        return Path(self._directory, self._staging.name)
 
     def __exit__(
         self,
@@ -1121,7 +1218,7 @@ class _AtomicDir:
             if os.getpid() != self._pid:
                 pass  # a forked child: the staging tree is its parent's
             elif exc is not None:
-                _cleanup(self._staging, exc)
+                _name_the_blocks_error(exc, self._shown, _cleanup(self._staging, exc))
             else:
                 self._commit()
         finally:
@@ -1226,24 +1323,24 @@ def _sync_tree(parent: "_Dir", name: str) -> None:
     _walk(parent.fd, name, _open_to_sync, _fsync_file, _fsync_dir, [])
 
 
-def _open_to_sync(dir_fd: int, name: str) -> int:
-    return _open_for_sync(dir_fd, name, _O_DIRECTORY)
+def _open_to_sync(dir_fd: int, name: str, path: str) -> int:
+    return _open_for_sync(dir_fd, name, _O_DIRECTORY, path)
 
 
-def _fsync_file(fd: int, entry: "os.DirEntry[str]") -> None:
+def _fsync_file(fd: int, entry: "os.DirEntry[str]", path: str) -> None:
     if entry.is_file(follow_symlinks=False):
-        synced = _open_for_sync(fd, entry.name, 0)
+        synced = _open_for_sync(fd, entry.name, 0, path)
         try:
             _fsync(synced)
         finally:
             os.close(synced)
 
 
-def _fsync_dir(fd: int, parent_fd: int, name: str, foreign: "list[str]") -> None:
+def _fsync_dir(fd: int, parent_fd: int, name: str, path: str, foreign: "list[str]") -> None:
     _fsync(fd)
 
 
-def _open_for_sync(dir_fd: "int | None", name: str, kind: int) -> int:
+def _open_for_sync(dir_fd: int, name: str, kind: int, path: str) -> int:
     """Open *name* to fsync it, even if its owner made it unreadable.
 
     Never for writing, which a directory refuses; an unreadable entry is made
@@ -1254,38 +1351,43 @@ def _open_for_sync(dir_fd: "int | None", name: str, kind: int) -> int:
     try:
         return os.open(name, flags, dir_fd=dir_fd)
     except PermissionError:
-        if dir_fd is None:  # Windows: a read-only file opens for reading; this is another refusal
-            raise
         mode = stat.S_IMODE(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-        os.chmod(name, mode | 0o400, dir_fd=dir_fd)
+        _chmod_entry(dir_fd, name, mode | 0o400, path)
         fd = os.open(name, flags, dir_fd=dir_fd)
         os.fchmod(fd, mode)
         return fd
 
 
 def _sync_file(parent: "_Dir", name: str) -> None:
-    """fsync *name* if it is a regular file (before a rename moves it)."""
+    """fsync *name* if it is a regular file (before a rename moves it). One the
+    writer may move but not read (another user's) is synced with its filesystem."""
     try:
         st = os.stat(parent.at(name), dir_fd=parent.fd, follow_symlinks=False)
     except FileNotFoundError:
         return  # the rename will say so
-    if stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode):
+        return
+    try:
         if parent.fd is None:  # Windows: FlushFileBuffers needs a handle open for writing
             fd = os.open(parent.at(name), os.O_RDWR | _O_BINARY)
         else:
-            fd = _open_for_sync(parent.fd, name, 0)
-        try:
-            _fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(name, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC, dir_fd=parent.fd)
+    except PermissionError:
+        if parent.fd is None:
+            raise
+        _sync_filesystem(parent.fd)
+        return
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _sync_dirs(parent: "_Dir", entry: str, *others: "_Dir") -> None:
     """fsync the directory *parent*, and each of *others* that is another one.
 
     A directory held without read permission (-wx, opened O_PATH) cannot be
-    fsynced: then its filesystem is synced once, with syncfs(), through
-    *entry*, which the job has just put in *parent*. Windows cannot open a
+    fsynced: then its filesystem is synced instead. Windows cannot open a
     directory at all: there no directory is synced.
     """
     synced: list[os.stat_result] = []
@@ -1301,13 +1403,19 @@ def _sync_dirs(parent: "_Dir", entry: str, *others: "_Dir") -> None:
         except OSError as e:
             if e.errno != errno.EBADF or not _O_PATH:
                 raise
-            flags = os.O_RDONLY | _O_NONBLOCK | _O_NOFOLLOW | _O_CLOEXEC
-            through = os.open(entry.rstrip("/"), flags, dir_fd=parent.fd)
-            try:
-                _syncfs(through)  # one filesystem: it covers every directory here
-            finally:
-                os.close(through)
-            return
+            _sync_filesystem(held.fd)
+            return  # one filesystem: that covers every directory here
+
+
+def _sync_filesystem(fd: int) -> None:
+    """Sync the filesystem *fd* is on (Linux): syncfs() where *fd* allows it,
+    else sync(), which waits on Linux, for a descriptor that does not (O_PATH)."""
+    try:
+        _syncfs(fd)
+    except OSError as e:
+        if e.errno != errno.EBADF:
+            raise
+        os.sync()
 
 
 # ---- Paths, temporaries and errors -----------------------------------------------
@@ -1365,11 +1473,20 @@ def _cleanup(temp: "_Temporary | None", exc: "BaseException | None" = None) -> s
     try:
         temp.remove()
         return ""
-    except OSError as e:
-        note = f"{_quote(temp.parent.shown(temp.name))} is left behind: removing it failed: {e.strerror}"
+    except Exception as e:  # an OSError, or anything else: never in place of *exc*
+        reason = e.strerror if isinstance(e, OSError) else repr(e)
+        note = f"{_quote(temp.parent.shown(temp.name))} is left behind: removing it failed: {reason}"
         if exc is not None:
             _add_note(exc, note)
         return f"; but {note}"
+
+
+def _name_the_blocks_error(exc: BaseException, shown: "str | bytes", leftovers: str) -> None:
+    """An OSError without a filename that left a job's block (its file's
+    write, say) gets the job's path, and says that nothing was changed."""
+    if isinstance(exc, OSError) and not exc.filename:
+        exc.filename = shown
+        exc.strerror = _with_state(exc.strerror, _NOTHING_CHANGED + leftovers)
 
 
 def _add_note(exc: BaseException, note: str) -> None:
@@ -1788,6 +1905,28 @@ def _linux_function(name: str) -> "Any":
             function = None
         _c_functions[name] = function
     return _c_functions[name]
+
+
+# Linux <fcntl.h> and <linux/stat.h>, the same on every architecture.
+_AT_SYMLINK_NOFOLLOW, _AT_EMPTY_PATH, _STATX_MNT_ID = 0x100, 0x1000, 0x1000
+_STATX_MASK, _STATX_MNT_ID_AT = slice(0, 4), slice(144, 152)  # in struct statx
+
+
+def _mount_id(dir_fd: int, name: str) -> "int | None":
+    """The id of the mount that *name* in *dir_fd* (*dir_fd* itself for "")
+    is on, from statx() (Linux 5.8 and later); None where that is not known."""
+    call = _linux_function("statx")
+    if call is None:
+        return None
+    import ctypes
+
+    result = ctypes.create_string_buffer(256)
+    flags = _AT_SYMLINK_NOFOLLOW | (0 if name else _AT_EMPTY_PATH)
+    if call(dir_fd, os.fsencode(name), flags, _STATX_MNT_ID, result):
+        return None
+    if not int.from_bytes(result.raw[_STATX_MASK], sys.byteorder) & _STATX_MNT_ID:
+        return None
+    return int.from_bytes(result.raw[_STATX_MNT_ID_AT], sys.byteorder)
 
 
 def _syncfs(fd: int) -> None:

@@ -52,6 +52,10 @@ def _is_directory(path: Any) -> bool:
 
 
 def simulate() -> None:
+    # pathlib (before 3.10) keeps os.open as a class attribute: a function put
+    # there later would be bound as a method. Windows' interpreter has it loaded.
+    import pathlib  # noqa: F401
+
     real = {name: getattr(os, name) for name in ("open", "rename", "replace", "mkdir", "unlink", "rmdir")}
     real.update(stat=os.stat, symlink=os.symlink, link=os.link, chmod=os.chmod)
     cloexec = os.O_CLOEXEC
