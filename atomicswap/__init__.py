@@ -813,7 +813,46 @@ def _climb(fd: int, expected: os.stat_result, open_dir: "Callable[[int, str, str
 # ---- atomic_write()'s steps ----------------------------------------------------
 
 
-class _AtomicWrite:
+class _Block:
+    """What atomic_write() and atomic_dir() share: a with-block left by a
+    commit, or by a rollback that names the job's path in an OSError the block
+    raised; and left alone by a forked child, whose exit from the block must
+    touch nothing of its parent's (the pid that entered is remembered)."""
+
+    _shown: "str | bytes"
+    _pid = 0  # the process in the block, 0 outside it
+
+    def __exit__(
+        self,
+        exc_type: "type[BaseException] | None",
+        exc: "BaseException | None",
+        traceback: "TracebackType | None",
+    ) -> None:
+        try:
+            if os.getpid() != self._pid:
+                self._leave_to_parent()
+            elif exc is None:
+                self._commit()
+            else:
+                _name_the_blocks_error(exc, self._shown, self._abandon(exc))
+        finally:
+            self._finish()
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _abandon(self, exc: BaseException) -> str:
+        """Remove what the job made; return where anything was left, if it was."""
+        raise NotImplementedError
+
+    def _leave_to_parent(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        self._pid = 0
+
+
+class _AtomicWrite(_Block):
     """atomic_write()'s steps: make the temporary, then commit or roll back.
 
     State is explicit: the temporary's name is recorded before the call that
@@ -842,7 +881,6 @@ class _AtomicWrite:
         self._shown = _shown(path, "path")
         self._mode, self._open_kwargs = mode, open_kwargs
         self._overwrite, self._perms, self._durable = overwrite, perms, durable
-        self._pid = 0  # the process in the block, 0 outside it
         self._dir: _Dir | None = None
         self._fd = -1
         self._name = ""  # the target's name in _dir
@@ -861,29 +899,13 @@ class _AtomicWrite:
         try:
             self._open()
         except BaseException as e:
-            leftovers = self._rollback(e)
+            leftovers = self._abandon(e)
             self._pid = 0
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
         assert self._file is not None
         return self._file
-
-    def __exit__(
-        self,
-        exc_type: "type[BaseException] | None",
-        exc: "BaseException | None",
-        traceback: "TracebackType | None",
-    ) -> None:
-        try:
-            if os.getpid() != self._pid:
-                self._leave_to_parent()
-            elif exc is None:
-                self._commit()
-            else:
-                _name_the_blocks_error(exc, self._shown, self._rollback(exc))
-        finally:
-            self._pid = 0
 
     def _open(self) -> None:
         # With overwrite=False anything at path, a dangling symlink too, is in the way.
@@ -934,7 +956,7 @@ class _AtomicWrite:
             else:
                 self._rename()
         except BaseException as e:
-            leftovers = self._rollback(e)
+            leftovers = self._abandon(e)
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
@@ -1003,7 +1025,7 @@ class _AtomicWrite:
             _rename_new(self._dir, self._temp.name, self._dir, self._name)
         self._temp.name = None  # it is the target now
 
-    def _rollback(self, exc: BaseException) -> str:
+    def _abandon(self, exc: BaseException) -> str:
         """Close and remove what is ours; return where anything was left, if it was."""
         if self._file is not None:
             try:
@@ -1165,7 +1187,7 @@ def _link_fd(fd: int, parent: "_Dir", name: str) -> None:
 # ---- atomic_dir()'s steps ------------------------------------------------------
 
 
-class _AtomicDir:
+class _AtomicDir(_Block):
     """atomic_dir()'s steps: make the staging directory, then publish or remove it.
 
     The parent is held from __enter__ to the end, so the staging directory,
@@ -1178,7 +1200,6 @@ class _AtomicDir:
         self._overwrite, self._durable = overwrite, durable
         self._directory, self._name = _split(self._shown)
         _refuse_dot(self._shown)
-        self._pid = 0
         self._dir: _Dir | None = None
         self._staging: _Temporary | None = None
 
@@ -1203,28 +1224,18 @@ class _AtomicDir:
             return Path(self._directory, str(self._staging.name))
         except BaseException as e:
             leftovers = _cleanup(self._staging, e)
-            self._close()
+            self._finish()
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
 
-    def __exit__(
-        self,
-        exc_type: "type[BaseException] | None",
-        exc: "BaseException | None",
-        traceback: "TracebackType | None",
-    ) -> None:
-        try:
-            if os.getpid() != self._pid:
-                pass  # a forked child: the staging tree is its parent's
-            elif exc is not None:
-                _name_the_blocks_error(exc, self._shown, _cleanup(self._staging, exc))
-            else:
-                self._commit()
-        finally:
-            self._close()
+    def _abandon(self, exc: BaseException) -> str:
+        return _cleanup(self._staging, exc)
 
-    def _close(self) -> None:
+    def _leave_to_parent(self) -> None:
+        pass  # the staging tree is the parent's; _finish() closes the descriptor
+
+    def _finish(self) -> None:
         if self._dir is not None:
             self._dir.close()
         self._dir, self._pid = None, 0

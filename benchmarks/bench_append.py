@@ -19,38 +19,18 @@ Usage: python benchmarks/bench_append.py [--size-mib N] [--blocks N]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench_dir import loop_mounted
+
 import atomicswap
 
 LINE = b"one more line\n"
-
-
-@contextlib.contextmanager
-def mounted(kind: str, image_mib: int) -> Iterator[str]:
-    scratch = tempfile.mkdtemp(dir="/dev/shm")
-    image, point = os.path.join(scratch, "image"), os.path.join(scratch, "mnt")
-    os.mkdir(point)
-    try:
-        with open(image, "wb") as f:
-            f.truncate(image_mib << 20)
-        subprocess.run([f"mkfs.{kind}", "-q", *(["-F"] if kind == "ext4" else []), image], check=True)
-        subprocess.run(["mount", "-o", "loop", image, point], check=True)
-        try:
-            yield point
-        finally:
-            subprocess.run(["umount", point], check=True)
-    finally:
-        shutil.rmtree(scratch)
 
 
 def plain_copy(source: str, target: str) -> None:
@@ -108,7 +88,7 @@ def main() -> None:
         if shutil.which(f"mkfs.{kind}") is None:
             print(f"| {kind} | (mkfs.{kind} is not installed) | | | |")
             continue
-        with mounted(kind, 3 * args.size_mib + 512) as point:
+        with loop_mounted(kind, 3 * args.size_mib + 512) as point:
             first, appended, copied = measure(point, args.size_mib, args.blocks)
         figures = f"{first * 1e3:.1f} ms | {appended * 1e3:.1f} ms | {copied * 1e3:.1f} ms"
         print(f"| {kind} | {figures} | {appended / copied:.4f} |")

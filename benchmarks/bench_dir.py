@@ -83,15 +83,15 @@ def measure(directory: str, blocks: int, files: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def ext4_on_tmpfs(size_mb: int = 256) -> Iterator[str]:
-    """An ext4 filesystem in a file on /dev/shm, loop-mounted; root only."""
+def loop_mounted(kind: str, size_mib: int) -> Iterator[str]:
+    """A fresh *kind* filesystem in a sparse image on /dev/shm, loop-mounted; root only."""
     scratch = tempfile.mkdtemp(dir="/dev/shm")
-    image, mount_point = os.path.join(scratch, "ext4.img"), os.path.join(scratch, "mnt")
+    image, mount_point = os.path.join(scratch, "image"), os.path.join(scratch, "mnt")
     os.mkdir(mount_point)
     try:
         with open(image, "wb") as f:
-            f.truncate(size_mb << 20)
-        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+            f.truncate(size_mib << 20)
+        subprocess.run([f"mkfs.{kind}", "-q", *(["-F"] if kind == "ext4" else []), image], check=True)
         subprocess.run(["mount", "-o", "loop", image, mount_point], check=True)
         try:
             yield mount_point
@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"Linux {os.uname().release}, Python {sys.version.split()[0]}, {os.cpu_count()} cores")
     if os.geteuid() == 0 and shutil.which("mkfs.ext4"):
-        with ext4_on_tmpfs() as mount_point:
+        with loop_mounted("ext4", 256) as mount_point:
             report("ext4 loop-mounted from tmpfs", measure(mount_point, args.blocks, args.files), args.files)
     else:
         print("(not root, or no mkfs.ext4: the ext4-on-tmpfs figures are skipped)")
