@@ -794,6 +794,9 @@ def _open_checked(
         raise OSError(e.errno, e.strerror, path) from None
     try:
         same = os.path.samestat(os.fstat(fd), expected)
+    except OSError as e:
+        os.close(fd)
+        raise OSError(e.errno, e.strerror, path) from None
     except BaseException:
         os.close(fd)
         raise
@@ -889,6 +892,7 @@ class _AtomicWrite(_Block):
         self._xattrs: list[tuple[str, bytes]] = []
         self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
+        self._raw: IO[Any] | None = None
 
     def __enter__(self) -> "Any":
         if self._pid:
@@ -942,6 +946,9 @@ class _AtomicWrite(_Block):
         # The descriptor stays ours, so a file closed in the block cannot
         # leave a reused descriptor number to be synced and linked.
         self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)
+        # The FileIO under the buffer and the text layer: closed with the rest,
+        # even when the block detached those layers and holds them still.
+        self._raw = getattr(getattr(self._file, "buffer", self._file), "raw", self._file)
 
     def _commit(self) -> None:
         assert self._file is not None and self._dir is not None
@@ -1028,10 +1035,12 @@ class _AtomicWrite(_Block):
     def _abandon(self, exc: BaseException) -> str:
         """Close and remove what is ours; return where anything was left, if it was."""
         if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:
-                pass  # the write is abandoned (OSError), or the block detached the file (ValueError)
+            for layer in (self._file, self._raw):
+                try:
+                    if layer is not None:
+                        layer.close()  # the raw FileIO last: a detached buffer then refuses to write
+                except Exception:
+                    pass  # the write is abandoned (OSError), or the block detached the file (ValueError)
         leftovers = _cleanup(self._temp, exc)
         _close(self._fd)
         self._fd = -1

@@ -137,5 +137,33 @@ def inject_after_marker(
     )
 
 
+def inject_at_call_on(
+    code: str, syscall: str, action: str, line: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run *code* under strace with *action* injected into the first call of
+    *syscall* whose line in strace's log matches the regular expression *line*.
+
+    The log is taken with -y, so that a descriptor shows as 5</path/of/it>: a
+    call is chosen by what it acts on (the close of one directory, say), which
+    stays the same when the calls around it change. Discovery runs the whole
+    job, on a copy of *cwd*, and counts that call's place among all calls of
+    *syscall*; strace counts the same way when it injects.
+    """
+    import re
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "copy"
+        shutil.copytree(cwd, copy, symlinks=True)
+        log = Path(scratch) / "discovery"
+        run_under_strace(code, "-y", "-e", f"trace={syscall}", cwd=copy, log=log)
+        calls = [call for call in log.read_text().splitlines() if re.match(rf"\d+\s+{syscall}\(", call)]
+        chosen = [n for n, call in enumerate(calls, 1) if re.search(line, call)]
+        assert chosen, f"no {syscall} call matches {line!r}"
+    inject = f"inject={syscall}:{action}:when={chosen[0]}"
+    return run_under_strace(code, "-e", f"trace={syscall}", "-e", inject, cwd=cwd)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: runs for minutes (the fault sweep); -m 'not slow' skips it")

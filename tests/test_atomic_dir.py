@@ -289,3 +289,17 @@ def test_a_staged_tree_thousands_deep_is_synced_file_by_file_where_there_is_no_s
         make_deep(staging)
 
     assert os.listdir(deep / "site") == ["d"]
+
+
+def test_an_os_error_without_a_filename_from_the_block_gets_the_path(tmp_path: Path) -> None:
+    """A write in the block fails with ENOSPC (to /dev/full, which is always
+    full), an error that names no file: it names the path being published."""
+    with pytest.raises(OSError) as raised, atomic_dir(tmp_path / "site") as staging:
+        (staging / "f").write_text("x")
+        with open("/dev/full", "w") as full:
+            full.write("x")
+
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(tmp_path / "site")
+    assert "nothing was changed" in str(raised.value)
+    assert os.listdir(tmp_path) == []

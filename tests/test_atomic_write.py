@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import re
 import stat
@@ -508,3 +511,126 @@ def test_a_directory_that_cannot_be_read_is_written_into_all_the_same() -> None:
         for name in os.listdir(box):
             os.unlink(box / name)
         box.rmdir()
+
+
+def test_a_block_that_closes_the_files_descriptor_is_refused_leaving_the_file_that_took_its_number(
+    tmp_path: Path, temporary: str
+) -> None:
+    """A helper closes f.fileno() in the block, and the next open() gets that
+    number: that other file is neither chmodded nor put at the target."""
+    target = write(tmp_path / "config", "old config")
+    target.chmod(0o600)
+    log_path = write(tmp_path / "unrelated.log", "log line\n")
+    log_path.chmod(0o644)
+
+    with pytest.raises(OSError) as raised, atomic_write(target) as f:
+        f.write("new config")
+        f.flush()
+        number = f.fileno()
+        os.close(number)
+        log = open(log_path, "a")  # noqa: SIM115 (closed below, after the checks)
+        assert log.fileno() == number
+
+    try:
+        assert raised.value.errno == errno.EBADF
+        assert target.read_text() == "old config"
+        assert stat.S_IMODE(log_path.stat().st_mode) == 0o644
+        assert log_path.read_text() == "log line\n"
+        assert entries(tmp_path) == ["config", "unrelated.log"]
+    finally:
+        with contextlib.suppress(OSError):
+            log.close()
+        with contextlib.suppress(OSError):
+            f.close()  # its number was log's: this only marks the wrapper closed
+
+
+def test_a_block_that_detaches_its_file_and_raises_keeps_its_exception_and_leaves_nothing(
+    tmp_path: Path, temporary: str
+) -> None:
+    target = write(tmp_path / "data", "old")
+    before = open_descriptors()
+
+    with pytest.raises(RuntimeError, match="the block's own"), atomic_write(target) as f:
+        assert isinstance(f, io.TextIOWrapper)
+        raw = f.detach()  # the documented way to switch a text file to binary
+        raw.write(b"new")
+        raise RuntimeError("the block's own error")
+    with contextlib.suppress(OSError):
+        raw.close()
+
+    assert target.read_text() == "old"
+    assert entries(tmp_path) == ["data"]
+    assert open_descriptors() == before
+
+
+def test_a_buffer_the_block_detached_never_writes_into_the_file_that_takes_its_number(
+    tmp_path: Path, temporary: str
+) -> None:
+    """The abandoned write's descriptor is closed, and its number is free for
+    the next open(): the detached buffer must refuse, not write there."""
+    target = write(tmp_path / "data", "old")
+
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        assert isinstance(f, io.TextIOWrapper)
+        buffer = f.detach()
+        raise RuntimeError
+    with open(tmp_path / "other", "wb"), pytest.raises(ValueError):  # it may take the number
+        buffer.write(b"abandoned")
+        buffer.flush()
+
+    assert (tmp_path / "other").read_bytes() == b""
+    assert target.read_text() == "old"
+
+
+def test_a_block_that_detaches_its_file_and_returns_leaves_no_temporary_and_no_descriptor(
+    tmp_path: Path, temporary: str
+) -> None:
+    target = write(tmp_path / "data", "old")
+    before = open_descriptors()
+
+    with contextlib.suppress(ValueError), atomic_write(target) as f:
+        assert isinstance(f, io.TextIOWrapper)
+        raw = f.detach()
+        raw.write(b"new")
+    with contextlib.suppress(OSError):
+        raw.close()
+
+    assert entries(tmp_path) == ["data"]
+    assert open_descriptors() == before
+
+
+def test_atomic_write_of_an_empty_path_raises_file_not_found_before_the_block_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = []
+
+    with pytest.raises(FileNotFoundError), atomic_write(""):
+        ran.append(True)
+
+    assert ran == []
+    assert entries(tmp_path) == []
+
+
+def test_atomic_write_of_a_path_ending_in_a_slash_raises_is_a_directory_before_the_block_runs(
+    tmp_path: Path,
+) -> None:
+    """As open("d/", "w") does, whether d exists or not."""
+    (tmp_path / "d").mkdir()
+    ran = []
+
+    for path in (f"{tmp_path}/d/", f"{tmp_path}/new/"):
+        with pytest.raises(IsADirectoryError), atomic_write(path):
+            ran.append(path)
+
+    assert ran == []
+    assert entries(tmp_path) == ["d"]
+    assert entries(tmp_path / "d") == []
+
+
+def test_an_unknown_open_keyword_is_a_type_error_before_anything_is_made(tmp_path: Path) -> None:
+    """Raised by the call itself: nothing was entered, so no system call was made."""
+    with pytest.raises(TypeError, match="'bogus'"):
+        atomic_write(tmp_path / "f", bogus=1)  # type: ignore[call-overload]
+
+    assert entries(tmp_path) == []

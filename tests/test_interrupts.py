@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
+from types import FrameType
 
 import pytest
-from conftest import MARKER, inject_after_marker, run_python, write
+from conftest import MARKER, inject_after_marker, inject_at_call_on, run_python, write
 
 # Each script binds first, so that the calls counted are the job's own.
 PRELUDE = "import os, sys, atomicswap\natomicswap._bind_early('')\n"
@@ -200,3 +202,71 @@ def test_when_removing_the_staging_tree_fails_the_blocks_exception_says_where_it
     assert result.stdout.startswith("ValueError ["), result.stderr
     assert f"'{tmp_path / leftover}' is left behind: removing it failed: Input/output error" in result.stdout
     assert result.stdout.endswith("leaked 0\n")
+
+
+def test_when_listing_the_staging_tree_fails_the_blocks_exception_says_where_it_is(tmp_path: Path) -> None:
+    """getdents64 fails with EIO in a directory of the staging tree: the
+    block's ValueError, not a TypeError about scandir()'s descriptor."""
+    code = FAILING_CLEANUP.format(setup="", job="atomic_dir('site')", fill="(handle / 'sub').mkdir()")
+
+    result = inject_at_call_on(code, "getdents64", "error=EIO", r"</\S*/\.site\.\w+\.tmp/sub>", cwd=tmp_path)
+
+    (leftover,) = os.listdir(tmp_path)
+    assert leftover.startswith(".site.") and leftover.endswith(".tmp")
+    assert result.stdout.startswith("ValueError ["), result.stderr
+    assert f"'{tmp_path / leftover}' is left behind: removing it failed: Input/output error" in result.stdout
+    assert result.stdout.endswith("leaked 0\n")
+
+
+REPLACE_TREE = (
+    PRELUDE
+    + "fds = len(os.listdir('/proc/self/fd'))\n"
+    + "try:\n"
+    + "    atomicswap.replace('src', 'tree')\n"
+    + "except KeyboardInterrupt:\n"
+    + "    print('KeyboardInterrupt')\n"
+    + "except BaseException as e:\n"
+    + "    print(type(e).__name__, e)\n"
+    + "print('leaked', len(os.listdir('/proc/self/fd')) - fds)\n"
+)
+
+
+def test_an_interrupt_as_the_old_tree_walk_closes_a_directory_is_only_an_interrupt(tmp_path: Path) -> None:
+    """SIGINT as the walk closes tree/sub (now src/sub), just removed: no
+    second close of that number (EBADF, or another thread's file), no leak."""
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    write(tmp_path / "tree" / "sub" / "f", "old")
+    (tmp_path / "src").mkdir()
+
+    result = inject_at_call_on(
+        REPLACE_TREE, "close", "signal=SIGINT", r"close\(\d+</\S*/src/sub>\(deleted\)\)", cwd=tmp_path
+    )
+
+    assert result.stdout == "KeyboardInterrupt\nleaked 0\n", result.stderr
+    assert os.listdir(tmp_path / "tree") == []
+
+
+def test_an_interrupt_as_atomic_dir_hands_out_the_staging_path_leaves_nothing(tmp_path: Path) -> None:
+    """The interrupt lands as __enter__ builds the Path it returns, after the
+    staging directory is made: a profile hook raises KeyboardInterrupt at
+    that call, as a signal handler would at that point."""
+
+    def interrupt(frame: FrameType, event: str, arg: object) -> None:
+        caller, code = frame.f_back, frame.f_code
+        building_the_path = "pathlib" in code.co_filename and code.co_name in ("__new__", "__init__")
+        if event == "call" and building_the_path and caller and caller.f_code.co_name == "__enter__":
+            sys.setprofile(None)
+            raise KeyboardInterrupt
+
+    from atomicswap import atomic_dir
+
+    fds = os.listdir("/proc/self/fd")
+    sys.setprofile(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt), atomic_dir(tmp_path / "site"):
+            pass
+    finally:
+        sys.setprofile(None)
+
+    assert os.listdir(tmp_path) == []
+    assert len(os.listdir("/proc/self/fd")) == len(fds)

@@ -214,6 +214,111 @@ def test_replace_without_proc_never_removes_what_is_on_a_filesystem_mounted_insi
     assert (tmp_path / "site" / "index").read_text() == "new"
 
 
+# In a private mount namespace: tmp_path/important bound at site/cache (the
+# same filesystem, so the same st_dev), then /proc detached, then Python.
+BIND_WITHOUT_PROC = """
+mount --bind important site/cache && umount -l /proc || exit 77
+exec "$0" "$@"
+"""
+
+
+def test_replace_without_proc_never_enters_a_bind_mount_of_the_same_filesystem_inside_dst(
+    tmp_path: Path,
+) -> None:
+    """No device number tells the bind mount apart and no mountinfo lists it:
+    the removal of the old tree must still stop at it, by its mount id."""
+    need_root()
+    unshare = need("unshare")
+    (tmp_path / "important").mkdir()
+    write(tmp_path / "important" / "thesis.tex", "years of work")
+    (tmp_path / "site" / "cache").mkdir(parents=True)
+    write(tmp_path / "site" / "index", "old")
+    (tmp_path / "new").mkdir()
+    write(tmp_path / "new" / "index", "new")
+
+    result = run_python(
+        REPLACE_SITE.replace("new/uploads/keep", "new/cache/thesis.tex"),
+        cwd=tmp_path,
+        prefix=(unshare, "--mount", "--propagation", "private", "sh", "-c", BIND_WITHOUT_PROC),
+    )
+
+    if result.returncode == 77:
+        pytest.skip(f"cannot bind mount and detach /proc in a mount namespace: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["proc"] is False
+    assert report["keep"] == "years of work"
+    assert report["errno"] == "EBUSY"
+    assert "the new content is in place, but its old content is left at 'new'" in report["message"]
+    assert os.listdir(tmp_path / "important") == ["thesis.tex"]
+    assert (tmp_path / "important" / "thesis.tex").read_text() == "years of work"
+    assert (tmp_path / "site" / "index").read_text() == "new"
+
+
+def test_replace_refuses_a_mount_inside_dst_reached_through_a_bind_mount_of_its_parent(
+    tmp_path: Path, mount: Mount
+) -> None:
+    """srv/site/uploads is a tmpfs; alias is a bind mount of srv made before
+    it (private, so the tmpfs is not under alias/site/uploads): replace()
+    through alias must see it all the same, and refuse before anything moves."""
+    srv, alias = tmp_path / "srv", tmp_path / "alias"
+    (srv / "site" / "uploads").mkdir(parents=True)
+    write(srv / "site" / "index", "old")
+    alias.mkdir()
+    mount("mount", "--bind", str(srv), str(alias))
+    mount("mount", "--make-private", str(alias))
+    mount("mount", "-t", "tmpfs", "uploads", str(srv / "site" / "uploads"))
+    write(srv / "site" / "uploads" / "user-data", "precious")
+    (alias / "new").mkdir()
+    write(alias / "new" / "index", "new")
+
+    with pytest.raises(OSError) as raised:
+        replace(alias / "new", alias / "site")
+
+    assert raised.value.errno == errno.EBUSY
+    assert raised.value.filename == str(alias / "site")
+    assert (srv / "site" / "index").read_text() == "old"
+    assert os.path.realpath(srv / "site" / "uploads") in mount_points_under(srv / "site")
+    assert (srv / "site" / "uploads" / "user-data").read_text() == "precious"
+    assert os.listdir(srv / "new") == ["index"]
+
+
+@pytest.fixture
+def btrfs(tmp_path: Path, mount: Mount) -> Iterator[Path]:
+    """A btrfs filesystem at tmp_path/btrfs, on a loop device over a sparse
+    image in /dev/shm; umount frees the loop device (autoclear), and the image
+    is removed."""
+    need("mkfs.btrfs")
+    need("btrfs")
+    fd, image = tempfile.mkstemp(suffix=".btrfs", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.close(fd)
+    try:
+        os.truncate(image, 256 << 20)
+        subprocess.run(["mkfs.btrfs", "-q", "-f", image], check=True, capture_output=True, timeout=60)
+        (tmp_path / "btrfs").mkdir()
+        mount("mount", "-o", "loop", image, str(tmp_path / "btrfs"))
+        yield tmp_path / "btrfs"
+    finally:
+        unmount_everything_under(tmp_path)
+        os.unlink(image)
+
+
+def test_a_btrfs_subvolume_inside_the_old_tree_is_removed_with_it(btrfs: Path) -> None:
+    """A subvolume has a device number of its own but is no mount: like rm -r,
+    the removal goes into it and removes it."""
+    (btrfs / "site").mkdir()
+    create = ["btrfs", "-q", "subvolume", "create", str(btrfs / "site" / "vol")]
+    subprocess.run(create, check=True, capture_output=True, timeout=30)
+    write(btrfs / "site" / "vol" / "f", "old")
+    assert os.stat(btrfs / "site" / "vol").st_dev != os.stat(btrfs / "site").st_dev
+
+    with atomic_dir(btrfs / "site") as staging:
+        write(staging / "index", "new")
+
+    assert sorted(os.listdir(btrfs)) == ["site"]
+    assert os.listdir(btrfs / "site") == ["index"]
+
+
 # ---- EXDEV, also within one filesystem, and what its message says -----------------
 
 

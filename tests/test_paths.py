@@ -103,6 +103,25 @@ def test_replace_of_a_file_over_a_missing_directory_ends_with_the_kernels_error(
     assert os.listdir(tmp_path) == ["a"]
 
 
+def test_replace_of_a_file_onto_a_directory_named_with_a_trailing_slash_is_enotdir_changing_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trailing slash says dst is a directory and stays one, as os.replace() reads "dst/"."""
+    write(tmp_path / "f", "new")
+    (tmp_path / "dst").mkdir()
+    write(tmp_path / "dst" / "precious", "data")
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(NotADirectoryError) as raised:
+        replace("f", "dst/")
+
+    assert raised.value.errno == errno.ENOTDIR
+    assert (tmp_path / "f").read_text() == "new"
+    assert os.listdir(tmp_path / "dst") == ["precious"]
+    assert (tmp_path / "dst" / "precious").read_text() == "data"
+    assert sorted(os.listdir(tmp_path)) == ["dst", "f"]
+
+
 class IntPath:
     """A PathLike whose __fspath__ breaks its contract."""
 

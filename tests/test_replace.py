@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import as_nobody, run_under_strace, write
+from conftest import as_nobody, inject_at_call_on, run_under_strace, write
 
 from atomicswap import replace
 
@@ -166,3 +166,56 @@ def test_replace_renames_again_when_dst_vanishes_before_the_exchange(tmp_path: P
     assert log.read_text().count("RENAME_EXCHANGE") == 2
     assert sorted(os.listdir(tmp_path / "dst")) == ["old-entry", "old-subdir"]  # src's tree
     assert os.listdir(tmp_path) == ["dst"]
+
+
+# replace() of a tree: the old tree, tree/sub/f, is removed once src is in
+# place; the script reports what replace() raised and the descriptors it left.
+REPLACE_TREE = """
+import os, atomicswap
+atomicswap._bind_early('')
+before = len(os.listdir('/proc/self/fd'))
+try:
+    atomicswap.replace('src', 'tree')
+except KeyboardInterrupt:
+    print('KeyboardInterrupt')
+except BaseException as e:
+    print(type(e).__name__, getattr(e, 'errno', None), repr(getattr(e, 'filename', None)), e)
+print('descriptors left:', len(os.listdir('/proc/self/fd')) - before)
+"""
+
+
+def old_tree(top: Path) -> None:
+    (top / "tree" / "sub").mkdir(parents=True)
+    write(top / "tree" / "sub" / "f", "old")
+    (top / "src").mkdir()
+
+
+def test_an_error_listing_a_directory_of_the_old_tree_names_that_directory(tmp_path: Path) -> None:
+    """getdents64 fails with EIO in tree/sub (now at src/sub): an OSError, not
+    a TypeError about the descriptor that scandir() puts in its filename."""
+    old_tree(tmp_path)
+
+    result = inject_at_call_on(REPLACE_TREE, "getdents64", "error=EIO", r"</\S*/src/sub>", cwd=tmp_path)
+
+    first, left = result.stdout.splitlines()
+    assert first.startswith(f"OSError {errno.EIO} 'src' "), result.stderr
+    assert "its old content is left at 'src' (removing 'src/sub' failed)" in first
+    assert left == "descriptors left: 0"
+    assert os.listdir(tmp_path / "tree") == []
+    assert (tmp_path / "src" / "sub" / "f").read_text() == "old"
+
+
+def test_a_failing_fstat_of_a_directory_in_the_old_tree_names_it_and_leaks_no_descriptor(
+    tmp_path: Path,
+) -> None:
+    """The walk opens tree/sub (now src/sub), then fstat fails with EIO."""
+    old_tree(tmp_path)
+
+    fstat_of_sub = r"\(\d+</\S*/src/sub>, \"\""
+    result = inject_at_call_on(REPLACE_TREE, "newfstatat", "error=EIO", fstat_of_sub, cwd=tmp_path)
+
+    first, left = result.stdout.splitlines()
+    assert first.startswith(f"OSError {errno.EIO} 'src' "), result.stderr
+    assert "the new content is in place, but its old content is left at 'src'" in first
+    assert "(removing 'src/sub' failed)" in first
+    assert left == "descriptors left: 0"

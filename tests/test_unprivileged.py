@@ -8,6 +8,7 @@ When the tests run as root, each job runs in a forked child as uid 65534
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -17,10 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import as_nobody
+from conftest import as_nobody, run_under_strace
 
 import atomicswap
-from atomicswap import atomic_dir, atomic_write
+from atomicswap import atomic_dir, atomic_write, rename_noreplace, replace, swap, symlink
 
 NOBODY = 65534
 
@@ -138,3 +139,156 @@ def test_publishing_over_read_only_trees_leaves_no_hidden_copies(home: Path) -> 
         return {"left": sorted(os.listdir(home)), "version": (home / "site" / "sub" / "version").read_text()}
 
     assert unprivileged(publish_twice) == {"left": ["site"], "version": "2"}
+
+
+def test_a_users_own_setuid_tool_in_a_group_they_are_not_in_keeps_setuid(home: Path) -> None:
+    """The group cannot be kept, so setgid would go with it; the owner is the
+    writer, so setuid stays."""
+    tool = home / "tool"
+    tool.write_text("#!/bin/sh\necho old\n")
+    if os.geteuid() == 0:
+        os.chown(tool, NOBODY, 0)
+    tool.chmod(0o4755)
+
+    def rewrite() -> dict[str, object]:
+        with atomic_write(tool) as f:
+            f.write("#!/bin/sh\necho new\n")
+        return {"mode": oct(mode(tool)), "owner": tool.stat().st_uid == os.geteuid()}
+
+    assert unprivileged(rewrite) == {"mode": oct(0o4755), "owner": True}
+
+
+@pytest.fixture
+def wx(home: Path) -> Path:
+    """A directory of home that its owner may write and search but not read."""
+    wx = home / "wx"
+    wx.mkdir()
+    if os.geteuid() == 0:
+        os.chown(wx, NOBODY, NOBODY)
+    wx.chmod(0o300)
+    return wx
+
+
+def test_a_durable_symlink_is_made_in_a_directory_its_owner_cannot_read(wx: Path) -> None:
+    def link() -> dict[str, object]:
+        symlink("target", wx / "link", durable=True)
+        return {"target": os.readlink(wx / "link")}
+
+    assert unprivileged(link) == {"target": "target"}
+
+
+def test_a_durable_write_its_writer_cannot_read_is_made_in_a_directory_they_cannot_read(wx: Path) -> None:
+    def write_secret() -> dict[str, object]:
+        with atomic_write(wx / "secret", perms=0o200, durable=True) as f:
+            f.write("secret")
+        return {"mode": oct(mode(wx / "secret"))}
+
+    assert unprivileged(write_secret) == {"mode": oct(0o200)}
+    assert (wx / "secret").read_text() == "secret"
+
+
+# Each job on root's files a and b, and what is where afterwards.
+MOVES: dict[str, tuple[Callable[[Path], None], dict[str, str]]] = {
+    "replace": (lambda home: replace(home / "a", home / "b", durable=True), {"b": "a"}),
+    "rename_noreplace": (
+        lambda home: rename_noreplace(home / "a", home / "c", durable=True),
+        {"b": "b", "c": "a"},
+    ),
+    "swap": (lambda home: swap(home / "a", home / "b", durable=True), {"a": "b", "b": "a"}),
+}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs files owned by another user")
+@pytest.mark.parametrize(("job", "after"), MOVES.values(), ids=MOVES.keys())
+def test_a_file_its_mover_may_not_read_is_moved_durably(
+    home: Path, job: Callable[[Path], None], after: dict[str, str]
+) -> None:
+    """Root's files with mode 0o600 (a rotated log, say) in uid 65534's own
+    directory: it may rename them, not open them to fsync them."""
+    for name in ("a", "b"):
+        (home / name).write_text(name)
+        (home / name).chmod(0o600)
+
+    def move() -> dict[str, object]:
+        job(home)
+        return {}
+
+    assert unprivileged(move) == {}
+    assert {name: (home / name).read_text() for name in sorted(os.listdir(home))} == after
+
+
+def test_the_per_file_sync_climbs_out_of_a_staged_directory_its_owner_cannot_read(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync walk of platforms without syncfs() (macOS, FreeBSD), run here
+    by making _syncfs report ENOTSUP as it does there: a -wx directory with a
+    subdirectory, which the walk enters and must leave again through ".."."""
+
+    def no_syncfs(fd: int) -> None:
+        raise OSError(errno.ENOTSUP, "this platform has no syncfs()")
+
+    monkeypatch.setattr(atomicswap, "_syncfs", no_syncfs)
+
+    def publish() -> dict[str, object]:
+        with atomic_dir(home / "site", durable=True) as staging:
+            (staging / "wx" / "sub").mkdir(parents=True)
+            (staging / "wx" / "sub" / "f").write_text("x")
+            (staging / "wx").chmod(0o311)
+        return {"left": sorted(os.listdir(home))}
+
+    assert unprivileged(publish) == {"left": ["site"]}
+    assert mode(home / "site" / "wx") == 0o311
+    assert (home / "site" / "wx" / "sub" / "f").read_text() == "x"
+
+
+# As uid 65534: replace site, which holds locked (mode 000), by new. A second
+# thread waits for the exchange, then, while the removal is held up in its
+# chmod of locked, moves locked away and puts a symlink to victim there.
+CHMOD_RACE = """
+import errno, os, threading, time, atomicswap
+atomicswap._bind_early('')
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+
+def put_a_symlink_in_its_place():
+    for _ in range(500):
+        if os.path.lexists('new/locked'):  # the old tree is at new now
+            break
+        time.sleep(0.01)
+    time.sleep(0.5)
+    os.rename('new/locked', 'new/moved')
+    os.symlink(os.path.abspath('victim'), 'new/locked')
+
+racer = threading.Thread(target=put_a_symlink_in_its_place)
+racer.start()
+try:
+    atomicswap.replace('new', 'site')
+    print('replaced')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+racer.join()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the script drops to uid 65534 itself")
+def test_making_an_unreadable_old_directory_removable_never_chmods_a_symlink_swapped_in(home: Path) -> None:
+    """strace holds every chmod for 1.5 s, so the swap lands between the
+    removal's look at locked and its chmod; the removal then meets the
+    symlink and stops, and victim, outside the tree, keeps its mode."""
+    (home / "victim").write_text("outside")
+    (home / "victim").chmod(0o600)
+    (home / "site" / "locked").mkdir(parents=True)
+    (home / "new").mkdir()
+    for path in ("victim", "site", "site/locked", "new"):
+        os.chown(home / path, NOBODY, NOBODY)
+    (home / "site" / "locked").chmod(0)
+
+    result = run_under_strace(
+        CHMOD_RACE,
+        *("-e", "trace=chmod,fchmodat", "-e", "inject=chmod,fchmodat:delay_enter=1500000"),
+        cwd=home,
+    )
+
+    assert result.stdout in ("ELOOP\n", "ENOTDIR\n"), result.stderr  # O_NOFOLLOW, O_DIRECTORY: either
+    assert mode(home / "victim") == 0o600
+    assert (home / "victim").read_text() == "outside"
+    assert os.readlink(home / "new" / "locked") == str(home / "victim")
