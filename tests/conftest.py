@@ -163,3 +163,7 @@ def inject_at_call_on(
         assert chosen, f"no {syscall} call matches {line!r}"
     inject = f"inject={syscall}:{action}:when={chosen[0]}"
     return run_under_strace(code, "-e", f"trace={syscall}", "-e", inject, cwd=cwd)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: runs for minutes (the fault sweep); -m 'not slow' skips it")
