@@ -781,6 +781,8 @@ def _list(
         if not isinstance(e.filename, str) or "/" not in e.filename:
             raise OSError(e.errno, e.strerror, path) from None  # scandir() names the descriptor
         raise
+    except ValueError:  # PyPy's scandir(fd), when its fstat() of the descriptor fails
+        raise OSError(errno.EIO, "the directory could not be listed", path) from None
     return subdirectories
 
 
@@ -987,7 +989,9 @@ class _AtomicWrite(_Block):
         be neither flushed into, nor chmodded, nor linked in as the target."""
         try:
             same = self._identity is not None and os.path.samestat(os.fstat(self._fd), self._identity)
-        except OSError:
+        except OSError as e:
+            if e.errno != errno.EBADF:
+                raise  # fstat failed on our own descriptor: a rollback closes it
             same = False
         if not same:
             self._fd = -1  # not ours any more: nothing will touch it
@@ -1310,6 +1314,8 @@ def _is_empty(parent: "_Dir", name: str) -> bool:
     try:
         with os.scandir(fd) as entries:
             return next(entries, None) is None
+    except ValueError:  # PyPy's scandir(fd), when its fstat() of the descriptor fails
+        raise OSError(errno.EIO, "the directory could not be listed") from None
     finally:
         os.close(fd)
 
@@ -1463,7 +1469,7 @@ class _Temporary:
         while len(os.fsencode(target)) > 200:  # the name gains 18 bytes; NAME_MAX is 255
             target = target[:-1]
         for _ in range(_NAME_ATTEMPTS):
-            self.name = f".{target}.{os.urandom(6).hex()}.tmp"
+            self.name = f".{target}.{_random_hex()}.tmp"
             try:
                 return make(self.name)
             except FileExistsError:
@@ -1481,6 +1487,22 @@ class _Temporary:
             except FileNotFoundError:
                 pass
         self.name = None
+
+
+_names_without_entropy = 0
+
+
+def _random_hex() -> str:
+    """Twelve random hex digits for a temporary's name. Without an entropy
+    source (PyPy reads /dev/urandom, which a chroot may lack) a counter and
+    the pid serve: O_EXCL and mkdir() make any name safe, and a taken one
+    is only tried again."""
+    global _names_without_entropy
+    try:
+        return os.urandom(6).hex()
+    except (OSError, NotImplementedError):
+        _names_without_entropy += 1
+        return f"{os.getpid() & 0xFFFFFF:06x}{_names_without_entropy & 0xFFFFFF:06x}"
 
 
 def _cleanup(temp: "_Temporary | None", exc: "BaseException | None" = None) -> str:

@@ -166,4 +166,7 @@ def inject_at_call_on(
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: runs for minutes (the fault sweep); -m 'not slow' skips it")
+    config.addinivalue_line(
+        "markers",
+        "slow: runs for minutes (the SIGKILL, fault-sweep and power-cut tests); -m 'not slow' leaves it out",
+    )

@@ -18,6 +18,8 @@ from conftest import ROOT
 
 import atomicswap
 
+pytestmark = pytest.mark.slow  # hundreds of writers killed: -m "not slow" leaves it out
+
 SIZE = 4 << 20  # several MiB, so that a kill often lands mid-write
 CONTENTS = (b"A" * SIZE, b"B" * SIZE)
 

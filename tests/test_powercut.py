@@ -28,7 +28,7 @@ except OSError as e:  # ctypes cannot load the C library
     SKIP = f"the power-cut test cannot run here: {e}"
 else:
     SKIP = powercut.missing()
-pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(SKIP is not None, reason=SKIP or "")]
 
 FULL = os.environ.get("ATOMICSWAP_POWERCUT") == "full"
 STEPS, SUBSETS = (5, 8) if FULL else (3, 2)
