@@ -665,21 +665,21 @@ def _unless_read_only(dir_fd: int, remove: "Callable[..., None]", name: str, pat
     """remove(name, dir_fd=dir_fd); on EACCES or EPERM, make *dir_fd* writable
     by its owner and try once more. ENOENT means done. An error names *path*."""
     try:
-        remove(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-    except PermissionError as denied:
-        mode = stat.S_IMODE(os.fstat(dir_fd).st_mode)
-        if mode & 0o300 == 0o300:
-            raise OSError(denied.errno, denied.strerror, path) from None  # not the directory's mode
-        try:
-            os.fchmod(dir_fd, mode | 0o700)
-        except OSError:
-            raise OSError(denied.errno, denied.strerror, path) from None  # not ours to change
         try:
             remove(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            pass
+        except PermissionError as denied:
+            mode = stat.S_IMODE(os.fstat(dir_fd).st_mode)
+            if mode & 0o300 == 0o300:
+                raise  # not a question of the directory's mode
+            try:
+                os.fchmod(dir_fd, mode | 0o700)
+            except OSError:
+                raise denied from None  # not ours to change: the denial is the answer
+            remove(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
 
 
 def _chmod_entry(dir_fd: int, name: str, mode: int, path: str) -> None:
@@ -1174,8 +1174,30 @@ def _chmod_open_file(fd: int, parent: "_Dir | None", temp: "_Temporary | None", 
         os.chmod(parent.at(temp.name), perms)
 
 
+# Linux's O_PATH and __O_TMPFILE (O_TMPFILE less O_DIRECTORY), for a Python
+# whose os lacks them (PyPy 3.9): <asm-generic/fcntl.h>, and for the three
+# architectures that differ, arch/{alpha,parisc,sparc}/include/uapi/asm/fcntl.h.
+_LINUX_OPEN_FLAGS = (
+    ("alpha", 0o40000000, 0o100000000),
+    ("parisc", 0o20000000, 0o40000000),
+    ("sparc", 0x1000000, 0x2000000),
+    ("", 0o10000000, 0o20000000),
+)
+
+
+def _linux_flag(name: str) -> int:
+    """os.O_PATH or os.O_TMPFILE; on Linux where os lacks it, the kernel's value; else 0."""
+    if hasattr(os, name):
+        return int(getattr(os, name))
+    if sys.platform not in ("linux", "android"):
+        return 0
+    machine = os.uname().machine
+    o_path, o_tmpfile = next((p, t) for prefix, p, t in _LINUX_OPEN_FLAGS if machine.startswith(prefix))
+    return o_path if name == "O_PATH" else o_tmpfile | os.O_DIRECTORY
+
+
 _PROC_FD = sys.platform in ("linux", "android") and os.path.isdir("/proc/self/fd")
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0) if _PROC_FD else 0  # such a file is linked in through /proc
+_O_TMPFILE = _linux_flag("O_TMPFILE") if _PROC_FD else 0  # such a file is linked in through /proc
 
 
 def _open_tmpfile(parent: "_Dir", mode: int, access: int) -> int:
@@ -1191,10 +1213,15 @@ def _open_tmpfile(parent: "_Dir", mode: int, access: int) -> int:
 
 
 def _link_fd(fd: int, parent: "_Dir", name: str) -> None:
-    """Give the O_TMPFILE file *fd* the name *name* in *parent*."""
-    # With a dir fd os.link() calls linkat() with AT_SYMLINK_FOLLOW, which
-    # follows /proc's link to the open file; a plain link() would not.
-    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=parent.fd)
+    """Give the O_TMPFILE file *fd* the name *name* in *parent*: linkat() of
+    /proc's link to it, with AT_SYMLINK_FOLLOW, through ctypes, since PyPy's
+    os.link() turns its follow_symlinks around."""
+    call = _linux_function("linkat")
+    proc = f"/proc/self/fd/{fd}".encode()
+    if call(_AT_FDCWD_LINUX, proc, parent.fd, _fsencode(name, "path"), _AT_SYMLINK_FOLLOW):
+        import ctypes
+
+        raise _c_error(ctypes.get_errno(), name, None)
 
 
 # ---- atomic_dir()'s steps ------------------------------------------------------
@@ -1619,7 +1646,7 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
-_O_PATH = getattr(os, "O_PATH", 0)  # Linux: a directory held without read permission
+_O_PATH = _linux_flag("O_PATH")  # Linux: a directory held without read permission
 
 
 class _Dir:
@@ -1950,7 +1977,8 @@ def _linux_function(name: str) -> "Any":
 
 
 # Linux <fcntl.h> and <linux/stat.h>, the same on every architecture.
-_AT_SYMLINK_NOFOLLOW, _AT_EMPTY_PATH, _STATX_MNT_ID = 0x100, 0x1000, 0x1000
+_AT_FDCWD_LINUX, _AT_SYMLINK_NOFOLLOW, _AT_SYMLINK_FOLLOW = -100, 0x100, 0x400
+_AT_EMPTY_PATH, _STATX_MNT_ID = 0x1000, 0x1000
 _STATX_MASK, _STATX_MNT_ID_AT = slice(0, 4), slice(144, 152)  # in struct statx
 
 
@@ -1983,6 +2011,11 @@ def _syncfs(fd: int) -> None:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
 
+# PyPy's os.link() passes AT_SYMLINK_NOFOLLOW for follow_symlinks=False, a flag
+# linkat() does not take (EINVAL), and no flag by default: not following.
+_NO_FOLLOW: "dict[str, Any]" = {} if sys.implementation.name == "pypy" else {"follow_symlinks": False}
+
+
 def _link(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
     """link() that never follows a symlink at *src*, as rename() would not.
 
@@ -1992,17 +2025,10 @@ def _link(src_dir: "_Dir", src: str, dst_dir: "_Dir", dst: str) -> None:
     """
     call = _linux_function("linkat")
     if call is None:
-        os.link(
-            src_dir.at(src),
-            dst_dir.at(dst),
-            src_dir_fd=src_dir.fd,
-            dst_dir_fd=dst_dir.fd,
-            follow_symlinks=False,
-        )
+        os.link(src_dir.at(src), dst_dir.at(dst), src_dir_fd=src_dir.fd, dst_dir_fd=dst_dir.fd, **_NO_FOLLOW)
         return
-    at_fdcwd = _NATIVE["linux"][2]
-    src_fd = at_fdcwd if src_dir.fd is None else src_dir.fd
-    dst_fd = at_fdcwd if dst_dir.fd is None else dst_dir.fd
+    src_fd = _AT_FDCWD_LINUX if src_dir.fd is None else src_dir.fd
+    dst_fd = _AT_FDCWD_LINUX if dst_dir.fd is None else dst_dir.fd
     if call(src_fd, _fsencode(src, "src"), dst_fd, _fsencode(dst, "dst"), 0):
         import ctypes
 

@@ -211,11 +211,16 @@ def test_when_listing_the_staging_tree_fails_the_blocks_exception_says_where_it_
 
     result = inject_at_call_on(code, "getdents64", "error=EIO", r"</\S*/\.site\.\w+\.tmp/sub>", cwd=tmp_path)
 
+    assert result.stdout.startswith("ValueError ["), result.stderr
+    assert result.stdout.endswith("leaked 0\n")
+    if sys.implementation.name == "pypy":
+        # PyPy's scandir() ends the listing silently instead: the empty
+        # directory is removed all the same, and nothing is left.
+        assert os.listdir(tmp_path) == []
+        return
     (leftover,) = os.listdir(tmp_path)
     assert leftover.startswith(".site.") and leftover.endswith(".tmp")
-    assert result.stdout.startswith("ValueError ["), result.stderr
     assert f"'{tmp_path / leftover}' is left behind: removing it failed: Input/output error" in result.stdout
-    assert result.stdout.endswith("leaked 0\n")
 
 
 REPLACE_TREE = (
