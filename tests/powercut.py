@@ -37,6 +37,9 @@ from pathlib import Path
 import fuseblock
 import powercut_jobs
 
+# Linux's lseek() whences for sparse files; PyPy 3.9's os lacks the names.
+SEEK_DATA, SEEK_HOLE = getattr(os, "SEEK_DATA", 3), getattr(os, "SEEK_HOLE", 4)
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 SIZE = 300 << 20
@@ -93,10 +96,10 @@ def extents(path: Path) -> list[tuple[int, bytes]]:
         fd, end, offset = f.fileno(), os.fstat(f.fileno()).st_size, 0
         while offset < end:  # each pass moves past one data region
             try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
+                start = os.lseek(fd, offset, SEEK_DATA)
             except OSError:  # ENXIO: no data after offset
                 break
-            stop = os.lseek(fd, start, os.SEEK_HOLE)
+            stop = os.lseek(fd, start, SEEK_HOLE)
             regions.append((start, os.pread(fd, stop - start, start)))
             offset = stop
     return regions

@@ -21,8 +21,12 @@ from conftest import MARKER, inject_after_marker, inject_at_call_on, run_python,
 PRELUDE = "import os, sys, atomicswap\natomicswap._bind_early('')\n"
 
 
-def interrupted(tmp_path: Path, job: str, syscalls: str, nth: int = 1) -> subprocess.CompletedProcess[str]:
-    """Run *job* with SIGINT delivered as the *nth* of *syscalls* after the marker returns."""
+def interrupted(
+    tmp_path: Path, job: str, syscalls: str, nth: int = 1, call: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run *job* with SIGINT delivered as the *nth* of *syscalls* after the
+    marker returns, or, with *call*, as the first one whose strace line
+    matches that regular expression (what it acts on)."""
     code = (
         PRELUDE
         + f"{MARKER}\n"
@@ -33,6 +37,8 @@ def interrupted(tmp_path: Path, job: str, syscalls: str, nth: int = 1) -> subpro
         + "except BaseException as e:\n"
         + "    print(type(e).__name__, e)\n"
     )
+    if call:
+        return inject_at_call_on(code, syscalls, "signal=SIGINT", call, cwd=tmp_path)
     return inject_after_marker(code, syscalls, "signal=SIGINT", nth, cwd=tmp_path)
 
 
@@ -43,7 +49,7 @@ NAMED = "atomicswap._O_TMPFILE = 0\n" + WRITE
 def test_an_interrupt_as_the_named_temporary_is_created_leaves_nothing(tmp_path: Path) -> None:
     write(tmp_path / "f", "old")
 
-    result = interrupted(tmp_path, NAMED, "open,openat", nth=2)  # the directory is opened first
+    result = interrupted(tmp_path, NAMED, "openat", call=r"\"\.f\.[0-9a-f]{12}\.tmp\", [^)]*O_EXCL")
 
     assert result.stdout == "KeyboardInterrupt\n", result.stderr
     assert os.listdir(tmp_path) == ["f"]
