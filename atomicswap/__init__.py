@@ -1762,18 +1762,17 @@ def _renameat2(
     if 0 in old or 0 in new:  # seven times faster than b"\0" in old
         _fsencode(first, names[0])  # raises ValueError naming the path
         _fsencode(second, names[1])
-    if first_dir_fd is not None or second_dir_fd is not None:
+    relative = first_dir_fd is not None or second_dir_fd is not None
+    if relative:  # types are checked before binding, which loads a C library
         _check_dir_fd(first_dir_fd, names[0])
         _check_dir_fd(second_dir_fd, names[1])
     call, at_fdcwd = _binding or _bind()
     try:
-        failed = call(
-            at_fdcwd if first_dir_fd is None else first_dir_fd,
-            old,
-            at_fdcwd if second_dir_fd is None else second_dir_fd,
-            new,
-            flags,
-        )
+        if relative:
+            first_fd = at_fdcwd if first_dir_fd is None else first_dir_fd
+            failed = call(first_fd, old, at_fdcwd if second_dir_fd is None else second_dir_fd, new, flags)
+        else:  # the common case: no conditional expressions on the way
+            failed = call(at_fdcwd, old, at_fdcwd, new, flags)
     except OSError as e:  # a binding without a C function raises instead
         raise OSError(e.errno, e.strerror, os.fspath(first), None, os.fspath(second)) from None
     if failed:
