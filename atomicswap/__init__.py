@@ -942,9 +942,13 @@ class _AtomicWrite(_Block):
             self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
         self._identity = os.fstat(self._fd)
         if existing and self._start != "w":
-            _copy_content(parent, self._name, self._fd)
+            _copy_content(parent, self._name, self._fd, existing)
             if self._start == "r":
                 os.lseek(self._fd, 0, os.SEEK_SET)  # "a" is put at the end by open()
+            elif sys.platform != "win32":  # "a": every write at the end, after any seek, as open() does
+                import fcntl
+
+                fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) | os.O_APPEND)
         # The descriptor stays ours, so a file closed in the block cannot
         # leave a reused descriptor number to be synced and linked.
         self._file = open(self._fd, self._mode, closefd=False, **self._open_kwargs)  # noqa: SIM115 (closed at exit)
@@ -1012,11 +1016,7 @@ class _AtomicWrite(_Block):
             kept |= 0o2000 if new.st_gid == existing.st_gid else 0
             if perms is None:
                 perms = stat.S_IMODE(existing.st_mode) & kept
-        for name, value in self._xattrs:  # after the owner, which clears security.capability
-            try:
-                os.setxattr(self._fd, name, value)
-            except OSError:
-                pass  # not the writer's to set (trusted.* but for root): skipped, as the owner is
+        _copy_xattrs(self._fd, self._xattrs, existing is not None)
         if perms is not None:  # last: an ACL's mask is the mode's group bits
             _chmod_open_file(self._fd, self._dir, self._temp, perms)
 
@@ -1109,13 +1109,17 @@ def _parse_write_mode(mode: object) -> "tuple[str, int]":
 _FICLONE = 0x40049409
 
 
-def _copy_content(parent: "_Dir", name: str, fd: int) -> None:
+def _copy_content(parent: "_Dir", name: str, fd: int, expected: os.stat_result) -> None:
     """Make the new file *fd* a copy of *name*: sharing its blocks where the
     filesystem can (FICLONE: btrfs, xfs, bcachefs), else copied in the kernel
     (copy_file_range: server-side on NFS 4.2), else read and written. The
-    copy stops at the size the old file had when it began."""
-    source = os.open(parent.at(name), os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, dir_fd=parent.fd)
+    copy stops at the size the old file had when it began. *name* must still
+    be the regular file *expected*: a FIFO swapped in would block the open."""
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY
+    source = os.open(parent.at(name), flags, dir_fd=parent.fd)
     try:
+        if not os.path.samestat(os.fstat(source), expected):
+            raise OSError(errno.EAGAIN, "the file was replaced while atomic_write() opened it")
         if sys.platform in ("linux", "android"):
             import fcntl
 
@@ -1149,21 +1153,56 @@ def _copy_content(parent: "_Dir", name: str, fd: int) -> None:
         os.close(source)
 
 
+# What the kernel answers when it refuses an extended attribute, as opposed to
+# failing (EIO, ENOSPC): a filesystem without them, one removed meanwhile, one
+# that is not the writer's to read or set (trusted.* but for root, an LSM's).
+_XATTR_REFUSED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EACCES, getattr(errno, "ENODATA", -1))
+
+
 def _read_xattrs(path: str) -> "list[tuple[str, bytes]]":
     """The extended attributes of *path* that the writer can read (Linux)."""
     if not hasattr(os, "listxattr"):
         return []
     try:
         names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return []  # a filesystem without them
+    except OSError as e:
+        if e.errno not in _XATTR_REFUSED:
+            raise
+        return []
     found = []
     for name in names:
         try:
             found.append((name, os.getxattr(path, name, follow_symlinks=False)))
-        except OSError:
-            pass  # removed meanwhile, or not the writer's to read
+        except OSError as e:
+            if e.errno not in _XATTR_REFUSED:
+                raise
     return found
+
+
+# The ACL a new file inherits from its directory's default ACL.
+_ACCESS_ACL = "system.posix_acl_access"
+
+
+def _copy_xattrs(fd: int, xattrs: "list[tuple[str, bytes]]", replacing: bool) -> None:
+    """Give the new file the old one's extended attributes, after its owner
+    (which clears security.capability). One the kernel refuses is skipped, as
+    the owner is; any other failure fails the write. A file that replaces one
+    without an ACL gets none either, though its directory's default ACL gave
+    it one: that would grant access the old file did not."""
+    if not hasattr(os, "setxattr"):
+        return
+    for name, value in xattrs:
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as e:
+            if e.errno not in _XATTR_REFUSED:
+                raise
+    if replacing and all(name != _ACCESS_ACL for name, _ in xattrs):
+        try:
+            os.removexattr(fd, _ACCESS_ACL)
+        except OSError as e:
+            if e.errno not in _XATTR_REFUSED:
+                raise
 
 
 def _chmod_open_file(fd: int, parent: "_Dir | None", temp: "_Temporary | None", perms: int) -> None:
@@ -1871,6 +1910,8 @@ def _bind() -> "_Binding":
     link() fallback. ctypes is imported only where there is a C function.
     """
     global _binding
+    if sys.platform != "win32":
+        import fcntl  # noqa: F401  (the jobs use it: loaded now, not between two of their system calls)
     system = _system()
     native = _NATIVE.get(system)
     binding = None

@@ -343,6 +343,10 @@ class Cell:
         return " ".join((self.job, *self.options))
 
 
+# How many fresh checks must confirm a bad state before it counts as bad.
+RECHECKS = 2
+
+
 @dataclass
 class Result:
     cell: Cell
@@ -395,14 +399,16 @@ def run_cell(space: Workspace, cell: Cell, subsets: int) -> Result:
     with checker(space) as (fd, device, point):
         for state in crash_states(log, subsets, f"{cell.filesystem} {cell}"):
             label, bad = check_state(cell, state, base, fd, device, point)
-            if bad:
-                # A state's verdict depends on its bytes alone; a bad one is
-                # checked again from scratch, on a new file and loop device.
+            # A state's verdict depends on its bytes alone: a bad one must stay
+            # bad when checked again from scratch, on a new file and loop
+            # device, twice (a writer that skips a sync is bad every time).
+            for _ in range(RECHECKS if bad else 0):
                 with checker(space, "recheck") as again:
                     label_again, bad_again = check_state(cell, state, base, *again)
                 if bad_again is None:
                     result.unsteady.append(f"{state.name}: {bad}, then {label_again}")
                     label, bad = label_again, bad_again
+                    break
             result.states += 1
             result.seen[label] += 1
             if bad:

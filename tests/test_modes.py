@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_under_strace, write
+from conftest import run_python, run_under_strace, write
 
 from atomicswap import atomic_write, write_bytes, write_text
 
@@ -237,3 +237,23 @@ def test_where_blocks_cannot_be_shared_the_kernel_copies(tmp_path: Path) -> None
     assert "FICLONE" in calls
     assert ("copy_file_range(" in calls) == hasattr(os, "copy_file_range")
     assert (tmp_path / "log").read_text() == "one\n" * 1000 + "two\n"
+
+
+def test_append_mode_writes_at_the_end_after_a_seek_as_open_does(tmp_path: Path) -> None:
+    target = write(tmp_path / "log", "line1\nline2\n")
+
+    with atomic_write(target, "a") as f:
+        f.seek(0)
+        f.write("X")
+
+    assert target.read_text() == "line1\nline2\nX"
+
+
+def test_the_modules_a_copy_needs_are_loaded_before_any_temporary_exists() -> None:
+    """A writer that cannot read the standard library (uid 65534 and a Python
+    under /root) must not fail halfway, between two of the job's calls."""
+    result = run_python(
+        "import sys, atomicswap\natomicswap._bind_early('')\nprint('fcntl' in sys.modules)\n", flags=("-S",)
+    )
+
+    assert result.stdout == "True\n", result.stderr

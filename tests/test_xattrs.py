@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import as_nobody, write
+from conftest import as_nobody, inject_at_call_on, write
 
 from atomicswap import atomic_write, write_text
 
@@ -85,3 +85,37 @@ def test_a_writer_who_may_not_set_an_attribute_still_writes(shared: Path) -> Non
 
     assert as_nobody(rewrite) == {"content": "new", "user.tag": "u"}
     assert "trusted.tag" not in os.listxattr(target)
+
+
+def test_a_failure_to_read_the_attributes_fails_the_write_rather_than_drop_them(tmp_path: Path) -> None:
+    """EIO from llistxattr is not a refusal: writing on would silently lose the
+    ACL or the attributes, so the write fails and the old file stays."""
+    target = write(tmp_path / "f", "old")
+    os.setxattr(target, "user.origin", b"kept")
+    code = (
+        "import atomicswap\ntry:\n"
+        "    with atomicswap.atomic_write('f', 'a') as f:\n        f.write('new')\n"
+        "except OSError as e:\n    print(e.errno, repr(e.filename), e)\n"
+    )
+
+    result = inject_at_call_on(code, "llistxattr", "error=EIO", r'"f"', cwd=tmp_path)
+
+    assert result.stdout.startswith("5 'f' "), result.stderr
+    assert "nothing was changed" in result.stdout
+    assert target.read_text() == "old"
+    assert os.getxattr(target, "user.origin") == b"kept"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+@pytest.mark.skipif(shutil.which("setfacl") is None, reason="setfacl is not installed (apt-get install acl)")
+def test_a_default_acl_of_the_directory_grants_nothing_the_old_file_did_not(shared: Path) -> None:
+    """The new file inherits the directory's default ACL, as any new file
+    would; replacing one that had no ACL must not give that access."""
+    target = write(shared / "f", "old")
+    target.chmod(0o640)
+    subprocess.run(["setfacl", "-d", "-m", "u:65534:r", str(shared)], check=True)
+
+    write_text(target, "new")
+
+    assert "system.posix_acl_access" not in os.listxattr(target)
+    assert target.stat().st_mode & 0o777 == 0o640
