@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -163,6 +163,18 @@ def inject_at_call_on(
         assert chosen, f"no {syscall} call matches {line!r}"
     inject = f"inject={syscall}:{action}:when={chosen[0]}"
     return run_under_strace(code, "-e", f"trace={syscall}", "-e", inject, cwd=cwd)
+
+
+@pytest.fixture(autouse=True)
+def working_directory_survives() -> Iterator[None]:
+    """After each test, a working directory that no longer exists (a test that
+    chdir'd into a mount it lost) is left for ROOT, so that one failure cannot
+    fail every later test that asks os.getcwd()."""
+    yield
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        os.chdir(ROOT)
 
 
 def pytest_configure(config: pytest.Config) -> None:
