@@ -811,8 +811,7 @@ def _open_checked(
 def _climb(fd: int, expected: os.stat_result, open_dir: "Callable[[int, str, str], int]", path: str) -> int:
     """Open ".." of *fd* as the walk opens directories, checking that it is
     still the directory we came from."""
-    parent = _open_checked(open_dir, fd, "..", expected, path.rpartition("/")[0])
-    return parent
+    return _open_checked(open_dir, fd, "..", expected, path.rpartition("/")[0])
 
 
 # ---- atomic_write()'s steps ----------------------------------------------------
