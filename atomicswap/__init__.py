@@ -558,15 +558,22 @@ def _mounts_under(parent: "_Dir", name: str) -> "list[str]":
     the directory is found even when the caller reaches it through a bind
     mount of one of its parents. Empty where /proc is not mounted (or not
     Linux): then only _walk()'s check of each directory's mount protects a
-    mounted filesystem.
+    mounted filesystem. A table that cannot be read raises: the check was
+    not made.
     """
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             table = f.read()
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
+            return []  # no /proc, or one that hides the table
+        # Without the user's path on it, the one error path names theirs.
+        raise OSError(e.errno, f"{e.strerror} reading the mount table /proc/self/mountinfo") from None
+    try:
         flags = _O_PATH | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
         fd = os.open(parent.at(name.rstrip("/")), flags, dir_fd=parent.fd)
     except OSError:
-        return []  # no /proc, or no directory at name: nothing can be mounted inside it
+        return []  # no directory at name: nothing can be mounted inside it
     try:
         top, mount_id = os.readlink(f"/proc/self/fd/{fd}"), _mount_id(fd, "")
     finally:

@@ -114,6 +114,49 @@ def test_the_sweep_sees_a_leaked_descriptor_and_a_leftover(tmp_path: Path) -> No
     ]
 
 
+def test_a_fault_still_lands_when_the_mount_table_grows_after_discovery(tmp_path: Path) -> None:
+    """The reads of /proc/self/mountinfo are one per page of the table: when
+    another program mounts something between discovery and injection (as the
+    other CI job's tests do), the count strace goes by shifts. Each mountinfo
+    reading of the window is failed, with the table grown by a page since."""
+    if faultsweep.strace_path() is None:
+        pytest.skip("strace is not installed (apt-get install strace)")
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    scenario = SCENARIOS["replace_tree"]
+    calls = faultsweep.discover(scenario, tmp_path)
+    reads = [c for c in calls if c.library and c.syscall == "read"]
+    assert len(reads) == 2  # one reading before the exchange, one after, each counted once
+    start = mount_table_size()
+    mounted: list[Path] = []
+    try:
+        while mount_table_size() < start + 4096:
+            assert len(mounted) < 200, "200 mounts did not grow the mount table by a page"
+            point = tmp_path / f"{len(mounted):03}-{'x' * 60}"
+            point.mkdir()
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=64k", "none", str(point)], check=True, timeout=30
+            )
+            mounted.append(point)
+        runs = [
+            faultsweep.inject(
+                scenario, faultsweep.Fault(scenario.name, "read", "EIO", c.occurrence), calls, tmp_path
+            )
+            for c in reads
+        ]
+    finally:
+        for point in reversed(mounted):
+            subprocess.run(["umount", "-l", str(point)], check=True, timeout=30)
+    assert [r.problem for r in runs] == ["", ""]
+    assert [r.violations for r in runs] == [[], []]
+    assert [r.report["errno"] for r in runs] == ["EIO", "EIO"]
+
+
+def mount_table_size() -> int:
+    with open("/proc/self/mountinfo", "rb") as f:
+        return len(f.read())
+
+
 # --- Real faults, from filesystems mounted by the tests ---------------------------
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_python, run_under_strace, write
+from conftest import inject_at_call_on, run_python, run_under_strace, write
 
 import atomicswap
 from atomicswap import atomic_dir, atomic_write, rename_noreplace, replace, swap
@@ -141,6 +141,28 @@ def test_replace_refuses_when_a_mount_is_inside_dst(
     assert raised.value.errno == errno.EBUSY
     assert raised.value.filename == "site"
     assert repr(os.path.realpath(site / "uploads")) in str(raised.value)
+
+
+def test_replace_that_cannot_read_the_mount_table_moves_nothing(site: Path, tmp_path: Path) -> None:
+    """An EIO on the read of /proc/self/mountinfo (injected by strace) is not
+    the absence of /proc: the check could not be made, so nothing moves and
+    the error says so, rather than exchange and carry the mount away."""
+    (tmp_path / "new").mkdir()
+    write(tmp_path / "new" / "index", "new")
+    code = """
+import atomicswap
+try:
+    atomicswap.replace("new", "site")
+except OSError as e:
+    print(e.errno, e.filename, e.filename2, e)
+"""
+    result = inject_at_call_on(code, "read", "error=EIO", r"mountinfo>", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{errno.EIO} new site "), result.stdout
+    assert "mount table" in result.stdout and "nothing was changed" in result.stdout
+    assert_site_untouched(site)
+    assert os.listdir(tmp_path / "new") == ["index"]
 
 
 def test_atomic_dir_refuses_when_a_mount_is_inside_path(
