@@ -416,7 +416,6 @@ class Run:
 
 
 _LINE = re.compile(r"^\d+\s+(\w+)\((.*)$")
-_RESULT = re.compile(r"\) = (-?\d+)")
 _MOUNTINFO = re.compile(r"\d+</proc/\d+/mountinfo>")  # a descriptor as strace -y shows it
 
 
@@ -434,8 +433,8 @@ def number_calls(calls: Sequence[tuple[str, str]]) -> list[tuple[Call, str]]:
     """Every call numbered; the library's calls are those between the 1st and
     the 2nd marker, the 3rd and the 4th, ...
 
-    A read of /proc/self/mountinfo after the first of its reading is not one
-    of the library's calls: it is the same f.read() looping, and how many
+    A read of /proc/self/mountinfo after the first since it was opened is not
+    one of the library's calls: it is the same f.read() looping, and how many
     reads there are depends on the size of the machine's mount table, which
     another program (another CI job's tests) can change between the run that
     counts the calls and the run that fails one. Leaving them out keeps each
@@ -445,7 +444,7 @@ def number_calls(calls: Sequence[tuple[str, str]]) -> list[tuple[Call, str]]:
     counts: dict[str, int] = {}
     in_window: dict[str, int] = {}
     markers = 0
-    reading = False  # the last read was of mountinfo and returned data: another read continues it
+    reading = False  # mountinfo was read since it was last opened: another read continues that reading
     found = []
     for name, rest in calls:
         if name == "getppid":
@@ -453,10 +452,10 @@ def number_calls(calls: Sequence[tuple[str, str]]) -> list[tuple[Call, str]]:
             continue
         counts[name] = counts.get(name, 0) + 1
         continues = False
-        if name == "read":
-            continues = reading
-            result = _RESULT.search(rest)
-            reading = bool(_MOUNTINFO.match(rest) and result and int(result.group(1)) > 0)
+        if name == "openat" and "mountinfo" in rest:
+            reading = False
+        elif name == "read" and _MOUNTINFO.match(rest):
+            continues, reading = reading, True
         occurrence = 0
         if markers % 2 == 1 and not continues:
             occurrence = in_window[name] = in_window.get(name, 0) + 1
@@ -590,6 +589,8 @@ def _injects(scenario: Scenario, fault: Fault, discovery: Sequence[Call]) -> tup
     if call is None:
         raise ValueError(f"{scenario.name} makes no call {fault.syscall}#{fault.occurrence}")
     traced = {fault.syscall, *(s for s, _, _ in scenario.forced)}
+    if fault.syscall == "read":
+        traced.add("openat")  # where each reading of mountinfo starts, for number_calls()
     specs = ["-e", f"inject={fault.syscall}:error={fault.errno}:when={call.number}"]
     specs += forced_injects(scenario, discovery)
     if fault.cleanup_errno:
