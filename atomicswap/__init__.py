@@ -1111,52 +1111,137 @@ def _parse_write_mode(mode: object) -> "tuple[str, int]":
     return start, os.O_RDWR if "+" in chars else os.O_WRONLY
 
 
-# Linux <linux/fs.h>: FICLONE, _IOW(0x94, 9, int); fcntl has it from Python 3.12.
-_FICLONE = 0x40049409
+def _ioctl_number(direction: int, kind: int, number: int, size: int) -> int:
+    """The kernel's _IOC(direction, kind, number, size) on Linux: 1 for _IOW,
+    2 for _IOR in the encoding that x86, Arm, RISC-V, s390 and LoongArch share;
+    0, no request, on the machines that encode it otherwise (Alpha, MIPS,
+    PA-RISC, PowerPC, SPARC), which then copy without it."""
+    machine = os.uname().machine
+    if not machine.startswith(
+        ("x86", "i386", "i486", "i586", "i686", "aarch64", "arm", "riscv", "s390", "loongarch")
+    ):
+        return 0
+    return direction << 30 | size << 16 | kind << 8 | number
+
+
+# <linux/fs.h>: FICLONE is _IOW(0x94, 9, int); FS_IOC_GETFLAGS and
+# FS_IOC_SETFLAGS are _IOR and _IOW('f' = 0x66, 1 and 2, long), which read
+# and write an int.
+_FS_NOCOW_FL = 0x00800000
+_REFUSED_IOCTL = (errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EPERM, errno.EACCES)
 
 
 def _copy_content(parent: "_Dir", name: str, fd: int, expected: os.stat_result) -> None:
     """Make the new file *fd* a copy of *name*: sharing its blocks where the
     filesystem can (FICLONE: btrfs, xfs, bcachefs), else copied in the kernel
-    (copy_file_range: server-side on NFS 4.2), else read and written. The
-    copy stops at the size the old file had when it began. *name* must still
-    be the regular file *expected*: a FIFO swapped in would block the open."""
+    (copy_file_range: server-side on NFS 4.2), else read and written; only
+    the data of a sparse file, whose holes stay holes. A btrfs No_COW file
+    (chattr +C) makes a No_COW copy, which is what it can share blocks with.
+    The copy stops at the size the old file had when it began. *name* must
+    still be the regular file *expected*: a FIFO swapped in would block the
+    open. The descriptor ends at the end of the copy."""
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC | _O_BINARY
     source = os.open(parent.at(name), flags, dir_fd=parent.fd)
     try:
         if not os.path.samestat(os.fstat(source), expected):
             raise OSError(errno.EAGAIN, "the file was replaced while atomic_write() opened it")
-        if sys.platform in ("linux", "android"):
-            import fcntl
-
-            try:
-                fcntl.ioctl(fd, _FICLONE, source)
-                os.lseek(fd, 0, os.SEEK_END)
-                return
-            except OSError:
-                pass  # EOPNOTSUPP, EXDEV, EINVAL, ENOTTY: no shared blocks here
-        left = os.fstat(source).st_size
-        copy_file_range = getattr(os, "copy_file_range", None)  # Linux, not on PyPy
-        while left > 0 and copy_file_range is not None:
-            try:
-                copied = copy_file_range(source, fd, left)
-            except OSError as e:
-                if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    raise
-                break  # the offsets have moved together: reading and writing goes on from there
-            if copied == 0:
-                return  # the old file shrank meanwhile
-            left -= copied
-        while left > 0:
-            chunk = os.read(source, min(left, 1 << 20))
-            if not chunk:
-                return
-            left -= len(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+        if sys.platform in ("linux", "android") and _clone(source, fd):
+            os.lseek(fd, 0, os.SEEK_END)
+            return
+        size = os.fstat(source).st_size
+        kernel = getattr(os, "copy_file_range", None)  # Linux, not on PyPy
+        for start, stop in _data_extents(source, size):
+            end = os.lseek(source, start, os.SEEK_SET)
+            os.lseek(fd, start, os.SEEK_SET)
+            while end < stop:
+                if kernel is not None:
+                    try:
+                        copied = kernel(source, fd, stop - end)
+                    except OSError as e:
+                        if e.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                            raise
+                        kernel = None  # the offsets moved together: reading and writing goes on
+                        continue
+                else:
+                    copied = _copy_chunk(source, fd, stop - end)
+                if copied == 0:
+                    break  # the old file shrank meanwhile
+                end += copied
+            if end < stop:
+                size = end
+                break
+        os.ftruncate(fd, size)  # the hole at the end, if any
+        os.lseek(fd, size, os.SEEK_SET)
     finally:
         os.close(source)
+
+
+def _clone(source: int, fd: int) -> bool:
+    """Share *source*'s blocks with the empty file *fd* (Linux); False where
+    the filesystem cannot. *fd* is made No_COW first if *source* is, since
+    btrfs clones between two files only when both are or neither is."""
+    import fcntl
+
+    long = 8 if sys.maxsize > 2**32 else 4
+    get_flags, set_flags, clone = (
+        _ioctl_number(2, 0x66, 1, long),
+        _ioctl_number(1, 0x66, 2, long),
+        _ioctl_number(1, 0x94, 9, 4),
+    )
+    if not clone:
+        return False
+    try:
+        flags = int.from_bytes(fcntl.ioctl(source, get_flags, bytes(4)), sys.byteorder)
+        if flags & _FS_NOCOW_FL:
+            own = int.from_bytes(fcntl.ioctl(fd, get_flags, bytes(4)), sys.byteorder)
+            fcntl.ioctl(fd, set_flags, (own | _FS_NOCOW_FL).to_bytes(4, sys.byteorder))
+    except OSError as e:
+        if e.errno not in _REFUSED_IOCTL:
+            raise  # EIO: as any failure of the copy
+    try:
+        fcntl.ioctl(fd, clone, source)
+        return True
+    except OSError:
+        return False  # EOPNOTSUPP, EXDEV, EINVAL, ENOTTY: no shared blocks here
+
+
+def _data_extents(source: int, size: int) -> "list[tuple[int, int]]":
+    """(start, stop) of each run of data in *source*'s first *size* bytes: all
+    of it unless the file has fewer blocks than its size says (holes), and
+    the system can find them (SEEK_DATA, SEEK_HOLE)."""
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    if seek_data is None and sys.platform in ("linux", "android"):
+        seek_data, seek_hole = 3, 4  # <linux/fs.h>, on every machine; PyPy's os lacks them
+    if seek_data is None or seek_hole is None or os.fstat(source).st_blocks * 512 >= size:
+        return [(0, size)]
+    extents: list[tuple[int, int]] = []
+    position = 0
+    while position < size:  # each turn moves past one run of data: bounded by the size
+        try:
+            start = os.lseek(source, position, seek_data)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break  # nothing but a hole from here to the end
+            if e.errno == errno.EINVAL and not extents:
+                return [(0, size)]  # a filesystem without SEEK_DATA
+            raise
+        if start >= size:
+            break
+        position = min(os.lseek(source, start, seek_hole), size)
+        if position <= start:
+            position = size  # changed meanwhile: the rest is copied as data
+        extents.append((start, position))
+    return extents
+
+
+def _copy_chunk(source: int, fd: int, count: int) -> int:
+    """Read up to *count* bytes (1 MiB at most) of *source* and write them
+    to *fd*, each at its offset; how many (0 at the end of *source*)."""
+    chunk = os.read(source, min(count, 1 << 20))
+    view = memoryview(chunk)
+    while view:
+        view = view[os.write(fd, view) :]
+    return len(chunk)
 
 
 # What the kernel answers when it refuses an extended attribute, as opposed to

@@ -103,6 +103,7 @@ ERRNOS: dict[str, tuple[str, ...]] = {
     "getdents64": ("ENOENT",),
     "read": (),
     "lseek": ("ESPIPE",),
+    "ftruncate": (*_SPACE, "EFBIG", "EPERM"),
     # Copying the old content ("a", "r+"): a clone, else an in-kernel copy.
     "copy_file_range": (*_SPACE, "EXDEV", "EINVAL", "EOPNOTSUPP"),
     "sendfile": (*_SPACE, "EINVAL"),

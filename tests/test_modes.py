@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_python, run_under_strace, write
+from conftest import inject_at_call_on, run_python, run_under_strace, write
 
 from atomicswap import atomic_write, write_bytes, write_text
 
@@ -237,6 +237,125 @@ def test_where_blocks_cannot_be_shared_the_kernel_copies(tmp_path: Path) -> None
     assert "FICLONE" in calls
     assert ("copy_file_range(" in calls) == hasattr(os, "copy_file_range")
     assert (tmp_path / "log").read_text() == "one\n" * 1000 + "two\n"
+
+
+# ---- Sparse files and btrfs No_COW files --------------------------------------
+
+HOLEY = 64 << 20
+PIECES = {0: b"head", 20 << 20: b"middle" * 1000, 40 << 20: b"x" * 8192}  # then a hole to the end
+
+
+def make_sparse(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(HOLEY)
+        for offset, data in PIECES.items():
+            f.seek(offset)
+            f.write(data)
+
+
+def assert_same_data(path: Path, extra: bytes) -> None:
+    with open(path, "rb") as f:
+        content = f.read()
+    assert len(content) == HOLEY + len(extra)
+    expected = bytearray(HOLEY)
+    for offset, data in PIECES.items():
+        expected[offset : offset + len(data)] = data
+    assert content == bytes(expected) + extra
+
+
+@pytest.mark.parametrize("where", ["tmp_path", "/dev/shm"])
+def test_a_sparse_file_keeps_its_holes_where_blocks_cannot_be_shared(where: str, tmp_path: Path) -> None:
+    """ext4 (the tests' own filesystem here) and tmpfs have no reflink: only the
+    data is copied, and the holes stay holes, as cp --sparse=auto does."""
+    directory = tmp_path if where == "tmp_path" else Path(tempfile.mkdtemp(dir=where))
+    try:
+        target = directory / "disk.img"
+        make_sparse(target)
+        allocated = target.stat().st_blocks * 512
+
+        with atomic_write(target, "ab") as f:
+            f.write(b"tail")
+
+        assert_same_data(target, b"tail")
+        assert target.stat().st_blocks * 512 <= allocated + (64 << 10), (allocated, target.stat().st_blocks)
+    finally:
+        if directory != tmp_path:
+            shutil.rmtree(directory)
+
+
+def test_a_sparse_file_larger_than_the_free_space_can_still_be_appended_to(tmp_path: Path) -> None:
+    """A 1 GiB sparse file on an 8 MiB tmpfs: open(p, "ab") can append to it,
+    and so must atomic_write(), which a copy of its holes would fill."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a filesystem needs root")
+    point = tmp_path / "small"
+    point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "small", str(point)], check=True, timeout=30)
+    try:
+        target = point / "core"
+        with open(target, "wb") as f:
+            f.truncate(1 << 30)
+            f.write(b"start")
+
+        with atomic_write(target, "ab") as f:
+            f.write(b"end")
+
+        with open(target, "rb") as f:
+            assert f.read(5) == b"start"
+            f.seek((1 << 30) - 5)
+            assert f.read() == bytes(5) + b"end"
+        assert os.listdir(point) == ["core"]
+    finally:
+        subprocess.run(["umount", str(point)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("syscall", "line"),
+    [("lseek", "SEEK_DATA"), ("lseek", "SEEK_HOLE"), ("ftruncate", r"^(?!.*/disk\.img>)")],
+)
+def test_a_failing_sparse_copy_leaves_the_file_as_it_was(tmp_path: Path, syscall: str, line: str) -> None:
+    # The script makes the file: the copy of tmp_path that finds the call would fill its holes.
+    code = (
+        "import atomicswap\n"
+        f"with open('disk.img', 'wb') as f:\n"
+        f"    f.truncate({HOLEY})\n"
+        + "".join(f"    f.seek({offset})\n    f.write({data!r})\n" for offset, data in PIECES.items())
+        + "try:\n"
+        "    with atomicswap.atomic_write('disk.img', 'ab') as f:\n"
+        "        f.write(b'tail')\n"
+        "except OSError as e:\n"
+        "    print(e.errno, e.filename, e)\n"
+    )
+
+    result = inject_at_call_on(code, syscall, "error=EIO", line, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("5 disk.img "), result.stdout
+    assert "nothing was changed" in result.stdout
+    assert_same_data(tmp_path / "disk.img", b"")
+    assert os.listdir(tmp_path) == ["disk.img"]
+
+
+@pytest.mark.parametrize("filesystem", ["btrfs"], indirect=True)
+def test_a_btrfs_no_cow_file_stays_no_cow_and_shares_its_blocks(filesystem: tuple[str, Path]) -> None:
+    """btrfs clones only between two No_COW files or two ordinary ones: the
+    copy of a chattr +C file (a database, a VM image) is made No_COW first."""
+    _, point = filesystem
+    target = point / "db"
+    target.touch()
+    subprocess.run(["chattr", "+C", str(target)], check=True)
+    with open(target, "ab") as f:
+        f.write(os.urandom(1 << 20) * 16)
+    os.link(target, point / "old")
+    os.sync()
+
+    with atomic_write(target, "ab") as f:
+        f.write(b"row\n")
+
+    attributes = subprocess.run(["lsattr", str(target)], capture_output=True, text=True, check=True).stdout
+    assert "C" in attributes.split()[0], attributes
+    assert target.read_bytes() == (point / "old").read_bytes() + b"row\n"
+    assert shared_bytes(target) >= (16 << 20) * 0.9
 
 
 def test_append_mode_writes_at_the_end_after_a_seek_as_open_does(tmp_path: Path) -> None:
