@@ -886,6 +886,8 @@ class _AtomicWrite(_Block):
             raise ValueError(f"overwrite=False starts a new file: mode {mode!r} would start from the old one")
         if perms is not None and (not isinstance(perms, int) or isinstance(perms, bool)):
             raise TypeError(f"perms should be int or None, not {type(perms).__name__}")
+        if perms is not None and not 0 <= perms <= 0o7777:
+            raise ValueError(f"perms should be a mode from 0 to 0o7777, not {perms!r}")  # -1 would be 0o7777
         unknown = set(open_kwargs) - {"buffering", "encoding", "errors", "newline"}
         if unknown:
             raise TypeError(f"atomic_write() got an unexpected keyword argument {sorted(unknown)[0]!r}")
@@ -1005,7 +1007,15 @@ class _AtomicWrite(_Block):
             same = False
         if not same:
             self._fd = -1  # not ours any more: nothing will touch it
-            self._file = None
+            # The raw FileIO closed first, the buffers above it have nowhere to
+            # write what they hold, now or when the block's own reference goes.
+            for layer in (self._raw, self._file):
+                try:
+                    if layer is not None:
+                        layer.close()
+                except Exception:
+                    pass  # ValueError: the block detached or closed it already
+            self._file = self._raw = None
             raise OSError(errno.EBADF, "the block closed the file's descriptor")
 
     def _set_owner_and_perms(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import io
 import os
 import re
@@ -109,6 +110,9 @@ def test_atomic_write_rejects_bad_arguments_before_touching_the_disk(tmp_path: P
         atomic_write(tmp_path / "f", perms="644")  # type: ignore[call-overload]
     with pytest.raises(TypeError), atomic_write(tmp_path / "f", closefd=True):  # type: ignore[call-overload]
         pass
+    for perms in (-1, 0o10000, 2**40):  # -1 would reach fchmod() as 0o7777
+        with pytest.raises(ValueError, match="perms should be a mode from 0 to 0o7777"):
+            atomic_write(tmp_path / "f", perms=perms)
     assert entries(tmp_path) == []
 
 
@@ -542,6 +546,34 @@ def test_a_block_that_closes_the_files_descriptor_is_refused_leaving_the_file_th
             log.close()
         with contextlib.suppress(OSError):
             f.close()  # its number was log's: this only marks the wrapper closed
+
+
+@pytest.mark.parametrize("mode", ["w", "wb", "a"])
+def test_what_the_block_left_in_the_buffer_never_reaches_the_file_that_took_its_number(
+    tmp_path: Path, mode: str
+) -> None:
+    """The same, with data still in the file object's buffer: once the job is
+    refused, neither closing that object nor collecting it writes it out."""
+    target = write(tmp_path / "config", "old config")
+    log_path = write(tmp_path / "unrelated.log", "log line\n")
+
+    with pytest.raises(OSError) as raised, atomic_write(target, mode) as f:  # type: ignore[call-overload]
+        f.write(b"meant for config" if "b" in mode else "meant for config")
+        number = f.fileno()
+        os.close(number)
+        log = open(log_path, "a")  # noqa: SIM115 (closed below, after the checks)
+        assert log.fileno() == number
+    try:
+        f.close()
+        del f
+        gc.collect()
+    finally:
+        log.close()
+
+    assert raised.value.errno == errno.EBADF
+    assert target.read_text() == "old config"
+    assert log_path.read_text() == "log line\n"
+    assert entries(tmp_path) == ["config", "unrelated.log"]
 
 
 def test_a_block_that_detaches_its_file_and_raises_keeps_its_exception_and_leaves_nothing(
