@@ -415,8 +415,17 @@ def _move_durably(
             _sync_file(src_dir, src_name)
             if flags == RENAME_EXCHANGE:
                 _sync_file(dst_dir, dst_name)
-        exchanged = _rename_by_flags(src_dir, src_name, dst_dir, dst_name, flags)
-        problems = _after_put(exchanged, src_dir, src_name, shown_src, dst_dir, dst_name, durable)
+        moving = _lstat(src_dir, src_name) if flags == 0 else None  # to tell, after an interrupt, what moved
+        try:
+            exchanged = _rename_by_flags(src_dir, src_name, dst_dir, dst_name, flags)
+            problems = _after_put(exchanged, src_dir, src_name, shown_src, dst_dir, dst_name, durable)
+        except OSError:
+            raise
+        except BaseException as e:  # an interrupt: after the move, say what it left where
+            now = _lstat(dst_dir, dst_name)
+            if moving is not None and now is not None and os.path.samestat(moving, now):
+                _note_in_place(e, src_dir, src_name, shown_src)
+            raise
     except OSError as e:
         raise _failed(e, shown_src, shown_dst) from e
     finally:
@@ -517,6 +526,23 @@ def _after_put(
         except OSError as e:
             problems.append((e, "it is not yet durable"))
     return problems
+
+
+def _note_in_place(exc: BaseException, parent: "_Dir", name: str, shown: "str | bytes") -> None:
+    """Note on an interrupt that came after the new content was put in place,
+    and where the old content is if an exchange left it at *name*; unless
+    _after_put() said so already."""
+    if not getattr(exc, "__notes__", None):
+        left = f"; its old content is left at {_quote(shown)}" if _lstat(parent, name) else ""
+        _add_note(exc, "the new content is in place" + left)
+
+
+def _lstat(parent: "_Dir", name: str) -> "os.stat_result | None":
+    """What *name* in *parent* is, without following a symlink; None if it cannot be seen."""
+    try:
+        return os.stat(parent.at(name.rstrip("/") or name), dir_fd=parent.fd, follow_symlinks=False)
+    except OSError:
+        return None
 
 
 def _remove_old(parent: "_Dir", name: str) -> None:
@@ -1423,18 +1449,31 @@ class _AtomicDir(_Block):
     def _commit(self) -> None:
         staging, parent = self._staging, self._dir
         assert staging is not None and staging.name is not None and parent is not None
+        staged = _lstat(parent, staging.name)  # to tell, after an interrupt, whether it was published
         try:
             if self._durable:
                 _sync_tree(parent, staging.name)
             exchanged = self._publish(parent, staging.name)
         except BaseException as e:
+            if not isinstance(e, OSError):  # an interrupt, maybe as the publishing call returned
+                now = _lstat(parent, self._name)
+                if staged is not None and now is not None and os.path.samestat(staged, now):
+                    _add_note(e, "the new content is in place")
             leftovers = _cleanup(staging, e)
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
         location = os.path.join(self._directory, staging.name)
-        problems = _after_put(exchanged, parent, staging.name, location, parent, self._name, self._durable)
-        staging.name = None  # the tree is published; what is left at its name is reported
+        try:
+            problems = _after_put(
+                exchanged, parent, staging.name, location, parent, self._name, self._durable
+            )
+        except BaseException as e:
+            if not isinstance(e, OSError):  # an interrupt: the tree is published all the same
+                _note_in_place(e, parent, staging.name, location)
+            raise
+        finally:
+            staging.name = None  # the tree is published; what is left at its name is reported
         if problems:
             raise _in_place_but(problems, self._shown)
 

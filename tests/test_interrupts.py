@@ -281,3 +281,89 @@ def test_an_interrupt_as_atomic_dir_hands_out_the_staging_path_leaves_nothing(tm
 
     assert os.listdir(tmp_path) == []
     assert len(os.listdir("/proc/self/fd")) == len(fds)
+
+
+def interrupt_on_entering(name: str) -> None:
+    """Raise KeyboardInterrupt as the library's function *name* is called, as a
+    signal handler would at that point (a profile hook, removed as it fires)."""
+
+    def interrupt(frame: FrameType, event: str, arg: object) -> None:
+        if (
+            event == "call"
+            and frame.f_code.co_name == name
+            and frame.f_globals.get("__name__") == "atomicswap"
+        ):
+            sys.setprofile(None)
+            raise KeyboardInterrupt
+
+    sys.setprofile(interrupt)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_an_interrupt_just_after_replace_exchanges_says_where_the_old_tree_is(
+    tmp_path: Path, durable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the exchange and the removal of the old tree, which is then at
+    src: a caller who retried without being told would put it back."""
+    from atomicswap import replace
+
+    for name, content in (("site", "old"), ("new", "new")):
+        (tmp_path / name).mkdir()
+        write(tmp_path / name / "index", content)
+    monkeypatch.chdir(tmp_path)
+    interrupt_on_entering("_after_put")
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            replace("new", "site", durable=durable)
+    finally:
+        sys.setprofile(None)
+
+    assert getattr(raised.value, "__notes__", []) == [
+        "the new content is in place; its old content is left at 'new'"
+    ]
+    assert (tmp_path / "site" / "index").read_text() == "new"
+    assert (tmp_path / "new" / "index").read_text() == "old"
+
+
+def test_an_interrupt_just_after_atomic_dir_exchanges_says_where_the_old_tree_is(tmp_path: Path) -> None:
+    from atomicswap import atomic_dir
+
+    (tmp_path / "site").mkdir()
+    write(tmp_path / "site" / "index", "old")
+    with pytest.raises(KeyboardInterrupt) as raised, atomic_dir(tmp_path / "site") as staging:
+        write(staging / "index", "new")
+        interrupt_on_entering("_after_put")
+    sys.setprofile(None)
+
+    [note] = getattr(raised.value, "__notes__", [])
+    [left] = [name for name in os.listdir(tmp_path) if name != "site"]
+    assert note == f"the new content is in place; its old content is left at {str(tmp_path / left)!r}"
+    assert (tmp_path / "site" / "index").read_text() == "new"
+    assert (tmp_path / left / "index").read_text() == "old"
+
+
+@pytest.mark.parametrize("job", ["replace", "atomic_dir"])
+def test_an_interrupt_as_the_exchange_returns_says_the_new_content_is_in_place(
+    tmp_path: Path, job: str
+) -> None:
+    """strace delivers SIGINT as renameat2(RENAME_EXCHANGE) returns, so that
+    the interrupt is raised before the job knows the exchange is done."""
+    for name, content in (("site", "old"), ("new", "new")):
+        (tmp_path / name).mkdir()
+        write(tmp_path / name / "index", content)
+    code = (
+        "import os, atomicswap\n"
+        "try:\n"
+        + (
+            "    atomicswap.replace('new', 'site', durable=False)\n"
+            if job == "replace"
+            else "    with atomicswap.atomic_dir('site') as d:\n        (d / 'index').write_text('new')\n"
+        )
+        + "except KeyboardInterrupt as e:\n"
+        "    print(*getattr(e, '__notes__', ['no note']), sep='\\n')\n"
+    )
+
+    result = inject_at_call_on(code, "renameat2", "signal=SIGINT", "RENAME_EXCHANGE", cwd=tmp_path)
+
+    assert result.stdout.startswith("the new content is in place"), (result.stdout, result.stderr)
+    assert (tmp_path / "site" / "index").read_text() == "new"

@@ -247,9 +247,10 @@ def test_a_durable_job_leaves_a_whole_returned_version_after_every_power_cut(
 
 
 # What durable=False left, as measured here: atomic for readers, not for a
-# power cut. A file renamed over another is written first by ext4's
-# auto_da_alloc (not a new directory's files), and btrfs committed neither
-# the data nor the rename before the unmount.
+# power cut. Where empty files are the rule, that is asserted; elsewhere
+# (ext4's auto_da_alloc, btrfs) the cells are measured and printed only,
+# since nothing is promised: most runs leave whole files there, and one run
+# saw zero-filled ones on plain ext4.
 LEFT_EMPTY = [
     ("replace", "ext4 noauto_da_alloc"),
     ("replace", "xfs"),
@@ -259,7 +260,7 @@ LEFT_EMPTY = [
     ("atomic_dir", "ext4 noauto_da_alloc"),
     ("atomic_dir", "xfs"),
 ]
-LEFT_WHOLE = [("atomic_write", "ext4"), ("atomic_write", "btrfs"), ("atomic_dir", "btrfs")]
+MEASURED = [("atomic_write", "ext4"), ("atomic_write", "btrfs"), ("atomic_dir", "btrfs")]
 
 
 @pytest.mark.parametrize(("job", "filesystem"), LEFT_EMPTY)
@@ -271,14 +272,15 @@ def test_a_non_durable_job_can_leave_empty_files_after_a_power_cut(
     assert result.seen["empty"] > 0
 
 
-@pytest.mark.parametrize(("job", "filesystem"), LEFT_WHOLE)
-def test_a_non_durable_job_left_old_or_new_here(
+@pytest.mark.parametrize(("job", "filesystem"), MEASURED)
+def test_what_a_non_durable_job_leaves_here_is_measured(
     space: powercut.Workspace, results: list[powercut.Result], filesystem: str, job: str
 ) -> None:
-    """Measured, not promised: whole, though not always the version that had returned."""
+    """Measured, not promised: the figures table prints what the states held."""
     result = run(space, results, powercut.Cell(filesystem, job, ("nondurable",), STEPS))
 
-    assert all(label.startswith("v") for label in result.seen), result.seen
+    assert result.states >= 3 * STEPS
+    assert sum(result.seen.values()) == result.states
 
 
 # Sensitivity: the same harness catches writers that skip a sync.
