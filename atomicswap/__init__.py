@@ -966,6 +966,8 @@ class _AtomicWrite(_Block):
             self._xattrs = _read_xattrs(target)
         directory, self._name = _split(target)
         self._dir = parent = _Dir(directory)
+        if existing and self._start != "r":  # "r+" opens without O_CREAT, which fs.protected_regular concerns
+            _may_replace(parent, existing)
         # A new file without perms gets 0o666 less the umask from the kernel, as with open().
         mode = 0o666 if self._perms is None and not existing else 0o600
         if _O_TMPFILE:
@@ -1113,16 +1115,63 @@ class _AtomicWrite(_Block):
 
 
 def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
-    """The file open(path, "w") would write, *path* or where its symlinks lead,
-    and its stat, None if it does not exist yet."""
-    try:
-        st = os.lstat(path)
+    """The file open(path, "w") would write, *path* or where the symlinks at
+    its end lead, and its stat, None if it does not exist yet.
+
+    The links at the end are followed here, one by one, as the kernel would
+    (40 at most, then ELOOP), and refused where fs.protected_symlinks would
+    refuse open() to follow them; what is left for the kernel to resolve,
+    the directories, it resolves with its own checks.
+    """
+    for _ in range(40):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return path, None
         if not stat.S_ISLNK(st.st_mode):
             return path, st
-        path = os.path.realpath(path)
-        return path, os.stat(path)
-    except FileNotFoundError:
-        return path, None
+        directory = os.path.dirname(path)
+        _may_follow(directory, st)
+        path = os.path.join(directory, os.readlink(path))  # an absolute target stands alone
+    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+
+
+def _may_follow(directory: str, link: os.stat_result) -> None:
+    """EACCES where Linux's fs.protected_symlinks keeps open() from following
+    *link*: in a sticky world-writable directory (/tmp), a link owned by
+    neither the follower (by euid; the kernel goes by fsuid, the same but
+    after setfsuid()) nor the directory's owner."""
+    if sys.platform not in ("linux", "android") or link.st_uid == os.geteuid():
+        return
+    mode = os.stat(directory or ".")
+    if mode.st_mode & 0o1002 == 0o1002 and mode.st_uid != link.st_uid and _sysctl_fs("protected_symlinks"):
+        message = "fs.protected_symlinks: the symlink is another user's, in a sticky world-writable directory"
+        raise PermissionError(errno.EACCES, message)
+
+
+def _may_replace(parent: "_Dir", existing: os.stat_result) -> None:
+    """EACCES where Linux's fs.protected_regular keeps open(path, "w") from
+    opening the existing file: in a sticky directory, world-writable (or, at
+    level 2, group-writable), a file owned by neither the writer nor the
+    directory's owner; a file /tmp's other users could read."""
+    if sys.platform not in ("linux", "android") or parent.fd is None or existing.st_uid == os.geteuid():
+        return
+    mode = os.fstat(parent.fd)
+    if not mode.st_mode & stat.S_ISVTX or mode.st_uid == existing.st_uid:
+        return
+    level = _sysctl_fs("protected_regular")
+    if (level and mode.st_mode & 0o002) or (level >= 2 and mode.st_mode & 0o020):
+        message = "fs.protected_regular: the file is another user's, in a sticky directory others can write"
+        raise PermissionError(errno.EACCES, message)
+
+
+def _sysctl_fs(name: str) -> int:
+    """/proc/sys/fs/*name*, 0 where it cannot be read."""
+    try:
+        with open(f"/proc/sys/fs/{name}", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
 
 
 def _parse_write_mode(mode: object) -> "tuple[str, int]":

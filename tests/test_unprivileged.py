@@ -8,6 +8,7 @@ When the tests run as root, each job runs in a forked child as uid 65534
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,7 +16,9 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import IO
 
 import pytest
 from conftest import as_nobody, run_under_strace
@@ -292,3 +295,87 @@ def test_making_an_unreadable_old_directory_removable_never_chmods_a_symlink_swa
     assert mode(home / "victim") == 0o600
     assert (home / "victim").read_text() == "outside"
     assert os.readlink(home / "new" / "locked") == str(home / "victim")
+
+
+# ---- Another user's files in a sticky directory (/tmp) ----------------------------
+
+
+@contextlib.contextmanager
+def protected(symlinks: int, regular: int) -> Iterator[None]:
+    """fs.protected_symlinks and fs.protected_regular set for the block
+    (systemd's defaults are 1 and 1; this machine may have 0), then restored."""
+    if os.geteuid() != 0:
+        pytest.skip("setting fs.protected_* needs root")
+    paths = {
+        Path("/proc/sys/fs/protected_symlinks"): symlinks,
+        Path("/proc/sys/fs/protected_regular"): regular,
+    }
+    if not all(path.exists() for path in paths):
+        pytest.skip("no fs.protected_symlinks or fs.protected_regular here")
+    before = {path: path.read_text() for path in paths}
+    try:
+        for path, value in paths.items():
+            path.write_text(str(value))
+        yield
+    finally:
+        for path, old in before.items():
+            path.write_text(old)
+
+
+@pytest.mark.parametrize(
+    ("symlinks", "regular", "dir_mode"), [(0, 0, 0o1777), (1, 1, 0o1777), (1, 2, 0o1770)]
+)
+@pytest.mark.parametrize("mode", ["w", "a", "r+"])
+@pytest.mark.parametrize("name", ["their-link", "their-file"])
+def test_root_writing_another_users_file_in_a_sticky_directory_is_refused_as_open_refuses_it(
+    tmp_path: Path, symlinks: int, regular: int, dir_mode: int, mode: str, name: str
+) -> None:
+    """In a sticky directory others can write (/tmp), uid 65534 plants a link
+    to a file only root may read, and a file of its own that root would then
+    write into: open() refuses both where fs.protected_symlinks and
+    fs.protected_regular say so, and atomic_write() must refuse them too,
+    rather than follow the link itself or rename over the file (and keep
+    its owner, who could then read what root wrote). Level 2 of
+    protected_regular covers group-writable sticky directories too."""
+    with protected(symlinks, regular):
+        by_open = write_in_sticky(tmp_path / "open", dir_mode, name, lambda path: open(path, mode))  # noqa: SIM115 (entered by write_in_sticky)
+        by_atomic_write = write_in_sticky(
+            tmp_path / "atomic",
+            dir_mode,
+            name,
+            lambda path: atomic_write(path, mode),  # type: ignore[call-overload]
+        )
+
+    assert by_atomic_write == by_open
+    world_writable = dir_mode & 0o002
+    refused = symlinks and world_writable if name == "their-link" else regular and mode != "r+"
+    assert by_open[0] == ("EACCES" if refused else "done")
+
+
+def write_in_sticky(
+    top: Path, dir_mode: int, name: str, opener: Callable[[Path], AbstractContextManager[IO[str]]]
+) -> tuple[object, ...]:
+    """Set up the sticky directory under *top*, write to *name* there with
+    *opener*; what that did, the files' contents, and what is in the directory."""
+    sticky = top / "sticky"
+    sticky.mkdir(parents=True)
+    os.chmod(sticky, dir_mode)
+    os.chown(sticky, 0, NOBODY)
+    shadow = write_file(top / "shadow", "root's secret", 0o600)
+    os.symlink(shadow, sticky / "their-link")
+    os.lchown(sticky / "their-link", NOBODY, NOBODY)
+    theirs = write_file(sticky / "their-file", "", 0o644)
+    os.chown(theirs, NOBODY, NOBODY)
+    try:
+        with opener(sticky / name) as f:
+            f.write("written by root")
+        done = "done"
+    except OSError as e:
+        done = errno.errorcode[e.errno or 0]
+    return done, shadow.read_text(), theirs.read_text(), theirs.stat().st_uid, sorted(os.listdir(sticky))
+
+
+def write_file(path: Path, content: str, mode: int) -> Path:
+    path.write_text(content)
+    path.chmod(mode)
+    return path
