@@ -312,14 +312,20 @@ def protected(symlinks: int, regular: int) -> Iterator[None]:
     }
     if not all(path.exists() for path in paths):
         pytest.skip("no fs.protected_symlinks or fs.protected_regular here")
-    before = {path: path.read_text() for path in paths}
-    try:
-        for path, value in paths.items():
-            path.write_text(str(value))
-        yield
-    finally:
-        for path, old in before.items():
-            path.write_text(old)
+    import fcntl
+
+    # Another test run on the machine (CI runs two suites at once) may set
+    # them too: one at a time, or the last to restore could restore the other's.
+    with open("/tmp/atomicswap-tests-fs-protected.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = {path: path.read_text() for path in paths}
+        try:
+            for path, value in paths.items():
+                path.write_text(str(value))
+            yield
+        finally:
+            for path, old in before.items():
+                path.write_text(old)
 
 
 @pytest.mark.parametrize(
