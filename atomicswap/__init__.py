@@ -602,6 +602,11 @@ def _mounts_under(parent: "_Dir", name: str) -> "list[str]":
         return []  # no directory at name: nothing can be mounted inside it
     try:
         top, mount_id = os.readlink(f"/proc/self/fd/{fd}"), _mount_id(fd, "")
+    except OSError as e:
+        if e.errno != errno.ENAMETOOLONG:
+            raise
+        message = f"{e.strerror}: the destination's absolute path is too long to look up in the mount table"
+        raise OSError(e.errno, message) from None
     finally:
         os.close(fd)
     # id: (parent id, device, root within its filesystem, mount point)

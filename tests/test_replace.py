@@ -223,3 +223,30 @@ def test_a_failing_fstat_of_a_directory_in_the_old_tree_names_it_and_leaks_no_de
     assert "the new content is in place, but its old content is left at 'src'" in first
     assert "(removing 'src/sub' failed)" in first
     assert left == "descriptors left: 0"
+
+
+def test_a_tree_deeper_than_path_max_is_not_replaced_without_its_mount_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mount check looks the destination up in the mount table by its
+    absolute path, which /proc cannot give beyond PATH_MAX (4096): the job
+    refuses, saying why, rather than go on unchecked. swap() needs no check."""
+    from atomicswap import swap
+
+    monkeypatch.chdir(tmp_path)
+    for _ in range(110):  # 110 levels of 40 characters: some 4,500 bytes
+        os.mkdir("d" * 40)
+        os.chdir("d" * 40)
+    for name in ("site", "src"):
+        os.mkdir(name)
+        write(Path(name) / "index", name)
+
+    with pytest.raises(OSError) as raised:
+        replace("src", "site")
+
+    assert raised.value.errno == errno.ENAMETOOLONG
+    assert (raised.value.filename, raised.value.filename2) == ("src", "site")
+    assert "too long to look up in the mount table; nothing was changed" in str(raised.value)
+    assert (Path("site") / "index").read_text() == "site"
+    swap("src", "site")
+    assert (Path("site") / "index").read_text() == "src"
