@@ -518,7 +518,7 @@ def _after_put(
         except OSError as e:
             problems.append((e, f"its old content is left at {_below(shown_src, src, e.filename)}"))
         except BaseException as e:  # an interrupt: the new content is in place all the same
-            _add_note(e, f"the new content is in place; its old content is left at {_quote(shown_src)}")
+            _note_in_place(e, src_dir, src, shown_src)
             raise
     if durable:
         try:
@@ -1032,24 +1032,33 @@ class _AtomicWrite(_Block):
         """Refuse to go on if the block closed the file's descriptor (os.close()
         of f.fileno()): its number may be another file's by now, which must
         be neither flushed into, nor chmodded, nor linked in as the target."""
+        if self._lost():
+            self._drop_lost()
+            raise OSError(errno.EBADF, "the block closed the file's descriptor")
+
+    def _lost(self) -> bool:
+        """Whether the descriptor is no longer the file this job made."""
+        if self._fd < 0 or self._identity is None:
+            return False
         try:
-            same = self._identity is not None and os.path.samestat(os.fstat(self._fd), self._identity)
+            return not os.path.samestat(os.fstat(self._fd), self._identity)
         except OSError as e:
             if e.errno != errno.EBADF:
                 raise  # fstat failed on our own descriptor: a rollback closes it
-            same = False
-        if not same:
-            self._fd = -1  # not ours any more: nothing will touch it
-            # The raw FileIO closed first, the buffers above it have nowhere to
-            # write what they hold, now or when the block's own reference goes.
-            for layer in (self._raw, self._file):
-                try:
-                    if layer is not None:
-                        layer.close()
-                except Exception:
-                    pass  # ValueError: the block detached or closed it already
-            self._file = self._raw = None
-            raise OSError(errno.EBADF, "the block closed the file's descriptor")
+            return True
+
+    def _drop_lost(self) -> None:
+        """Forget a descriptor that is not ours any more, and what the file
+        object holds: with its raw FileIO closed first, the buffers above it
+        have nowhere to write, now or when the block's reference goes."""
+        self._fd = -1
+        for layer in (self._raw, self._file):
+            try:
+                if layer is not None:
+                    layer.close()
+            except Exception:
+                pass  # ValueError: the block detached or closed it already
+        self._file = self._raw = None
 
     def _set_owner_and_perms(self) -> None:
         perms, existing = self._perms, self._existing
@@ -1087,6 +1096,12 @@ class _AtomicWrite(_Block):
 
     def _abandon(self, exc: BaseException) -> str:
         """Close and remove what is ours; return where anything was left, if it was."""
+        try:
+            lost = self._lost()
+        except OSError:
+            lost = False  # fstat failed on our own descriptor
+        if lost:
+            self._drop_lost()
         if self._file is not None:
             for layer in (self._file, self._raw):
                 try:
@@ -1104,6 +1119,12 @@ class _AtomicWrite(_Block):
 
     def _leave_to_parent(self) -> None:
         """In a forked child: drop the descriptors without flushing into the parent's file."""
+        try:
+            lost = self._lost()
+        except OSError:
+            lost = False
+        if lost:
+            self._drop_lost()
         if self._fd >= 0:
             # The file object may hold data buffered before the fork, which its
             # close would write a second time into the file the parent shares.
@@ -1126,15 +1147,18 @@ def _write_through(path: str) -> "tuple[str, os.stat_result | None]":
     The links at the end are followed here, one by one, as the kernel would
     (40 at most, then ELOOP), and refused where fs.protected_symlinks would
     refuse open() to follow them; what is left for the kernel to resolve,
-    the directories, it resolves with its own checks.
+    the directories, it resolves with its own checks. The kernel counts 40
+    links for the whole path; here those at the end count apart.
     """
-    for _ in range(40):
+    for followed in range(41):
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return path, None
         if not stat.S_ISLNK(st.st_mode):
             return path, st
+        if followed == 40:
+            break
         directory = os.path.dirname(path)
         _may_follow(directory, st)
         path = os.path.join(directory, os.readlink(path))  # an absolute target stands alone
@@ -1260,6 +1284,7 @@ def _copy_content(parent: "_Dir", name: str, fd: int, expected: os.stat_result) 
             if end < stop:
                 size = end
                 break
+        size = min(size, os.fstat(source).st_size)  # truncated meanwhile: no zeros past its end
         os.ftruncate(fd, size)  # the hole at the end, if any
         os.lseek(fd, size, os.SEEK_SET)
     finally:
@@ -1268,7 +1293,8 @@ def _copy_content(parent: "_Dir", name: str, fd: int, expected: os.stat_result) 
 
 def _clone(source: int, fd: int) -> bool:
     """Share *source*'s blocks with the empty file *fd* (Linux); False where
-    the filesystem cannot. *fd* is made No_COW first if *source* is, since
+    the filesystem cannot. *fd* is made No_COW first if *source* is, and
+    not if it is not (a +C directory makes its new files No_COW), since
     btrfs clones between two files only when both are or neither is."""
     import fcntl
 
@@ -1281,10 +1307,10 @@ def _clone(source: int, fd: int) -> bool:
     if not clone:
         return False
     try:
-        flags = int.from_bytes(fcntl.ioctl(source, get_flags, bytes(4)), sys.byteorder)
-        if flags & _FS_NOCOW_FL:
-            own = int.from_bytes(fcntl.ioctl(fd, get_flags, bytes(4)), sys.byteorder)
-            fcntl.ioctl(fd, set_flags, (own | _FS_NOCOW_FL).to_bytes(4, sys.byteorder))
+        nocow = int.from_bytes(fcntl.ioctl(source, get_flags, bytes(4)), sys.byteorder) & _FS_NOCOW_FL
+        own = int.from_bytes(fcntl.ioctl(fd, get_flags, bytes(4)), sys.byteorder)
+        if own & _FS_NOCOW_FL != nocow:  # also a copy made No_COW by a +C directory, of a file that is not
+            fcntl.ioctl(fd, set_flags, (own & ~_FS_NOCOW_FL | nocow).to_bytes(4, sys.byteorder))
     except OSError as e:
         if e.errno not in _REFUSED_IOCTL:
             raise  # EIO: as any failure of the copy
@@ -1317,7 +1343,12 @@ def _data_extents(source: int, size: int) -> "list[tuple[int, int]]":
             raise
         if start >= size:
             break
-        position = min(os.lseek(source, start, seek_hole), size)
+        try:
+            position = min(os.lseek(source, start, seek_hole), size)
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            break  # truncated meanwhile (logrotate's copytruncate): the copy stops at its end
         if position <= start:
             position = size  # changed meanwhile: the rest is copied as data
         extents.append((start, position))
@@ -1376,7 +1407,8 @@ def _copy_xattrs(fd: int, xattrs: "list[tuple[str, bytes]]", replacing: bool) ->
         try:
             os.setxattr(fd, name, value)
         except OSError as e:
-            if e.errno not in _XATTR_REFUSED:
+            # EINVAL: not for this file (btrfs.compression on a No_COW file).
+            if e.errno not in _XATTR_REFUSED and e.errno != errno.EINVAL:
                 raise
     if replacing and all(name != _ACCESS_ACL for name, _ in xattrs):
         try:

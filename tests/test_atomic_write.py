@@ -576,6 +576,36 @@ def test_what_the_block_left_in_the_buffer_never_reaches_the_file_that_took_its_
     assert entries(tmp_path) == ["config", "unrelated.log"]
 
 
+@pytest.mark.parametrize("temporary_kind", ["anonymous", "named"])
+def test_a_block_that_closes_its_descriptor_and_raises_leaves_the_file_that_took_it_alone(
+    tmp_path: Path, temporary_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback must neither flush the block's buffered data into that
+    file nor close its descriptor, which the program goes on using."""
+    if temporary_kind == "named":
+        monkeypatch.setattr(atomicswap, "_O_TMPFILE", 0)
+    target = write(tmp_path / "config", "old config")
+    log_path = write(tmp_path / "unrelated.log", "log line\n")
+
+    with pytest.raises(RuntimeError, match="the block's own"), atomic_write(target) as f:
+        f.write("meant for config")
+        os.close(f.fileno())
+        log = open(log_path, "a")  # noqa: SIM115 (closed below)
+        raise RuntimeError("the block's own error")
+    try:
+        log.write("next line\n")
+        log.flush()  # the descriptor is still log's
+        f.close()
+        del f
+        gc.collect()
+    finally:
+        log.close()
+
+    assert target.read_text() == "old config"
+    assert log_path.read_text() == "log line\nnext line\n"
+    assert entries(tmp_path) == ["config", "unrelated.log"]
+
+
 def test_a_block_that_detaches_its_file_and_raises_keeps_its_exception_and_leaves_nothing(
     tmp_path: Path, temporary: str
 ) -> None:
@@ -666,3 +696,25 @@ def test_an_unknown_open_keyword_is_a_type_error_before_anything_is_made(tmp_pat
         atomic_write(tmp_path / "f", bogus=1)  # type: ignore[call-overload]
 
     assert entries(tmp_path) == []
+
+
+@pytest.mark.parametrize("links", [1, 40, 41])
+def test_a_chain_of_symlinks_is_followed_as_open_follows_it(tmp_path: Path, links: int) -> None:
+    """The kernel follows 40 links, and answers ELOOP at the 41st."""
+    for job in ("open", "atomic_write"):
+        top = tmp_path / job
+        top.mkdir()
+        write(top / "file", "old")
+        for n in range(links):
+            os.symlink("file" if n == 0 else f"link{n - 1}", top / f"link{n}")
+        path = top / f"link{links - 1}"
+        try:
+            with open(path, "w") if job == "open" else atomic_write(path) as f:
+                f.write("new")
+            outcome = "written"
+        except OSError as e:
+            outcome = errno.errorcode[e.errno or 0]
+        assert (outcome, (top / "file").read_text()) == (
+            ("written", "new") if links <= 40 else ("ELOOP", "old")
+        ), job
+        assert (top / "link0").is_symlink()

@@ -367,3 +367,33 @@ def test_an_interrupt_as_the_exchange_returns_says_the_new_content_is_in_place(
 
     assert result.stdout.startswith("the new content is in place"), (result.stdout, result.stderr)
     assert (tmp_path / "site" / "index").read_text() == "new"
+
+
+@pytest.mark.parametrize("job", ["replace", "atomic_dir"])
+def test_an_interrupt_as_the_old_trees_last_directory_goes_does_not_say_it_is_left(
+    tmp_path: Path, job: str
+) -> None:
+    """SIGINT as the rmdir() of the old tree's top returns: the tree is gone,
+    and the note must not send the caller looking for it."""
+    for name, content in (("site", "old"), ("new", "new"))[: 2 if job == "replace" else 1]:
+        (tmp_path / name).mkdir()
+        write(tmp_path / name / "index", content)
+    code = (
+        "import os, atomicswap\n"
+        "try:\n"
+        + (
+            "    atomicswap.replace('new', 'site', durable=False)\n"
+            if job == "replace"
+            else "    with atomicswap.atomic_dir('site', durable=False) as d:\n"
+            "        (d / 'index').write_text('new')\n"
+        )
+        + "except KeyboardInterrupt as e:\n"
+        "    print(*getattr(e, '__notes__', ['no note']), sep='\\n')\n"
+    )
+    top = r'"new", AT_REMOVEDIR' if job == "replace" else r'"\.site\.\w+\.tmp", AT_REMOVEDIR'
+
+    result = inject_at_call_on(code, "unlinkat", "signal=SIGINT", top, cwd=tmp_path)
+
+    assert result.stdout == "the new content is in place\n", (result.stdout, result.stderr)
+    assert (tmp_path / "site" / "index").read_text() == "new"
+    assert os.listdir(tmp_path) == ["site"]

@@ -336,6 +336,34 @@ def test_a_failing_sparse_copy_leaves_the_file_as_it_was(tmp_path: Path, syscall
     assert os.listdir(tmp_path) == ["disk.img"]
 
 
+@pytest.mark.parametrize("whence", ["SEEK_DATA", "SEEK_HOLE"])
+def test_a_sparse_file_truncated_during_the_copy_is_copied_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whence: str
+) -> None:
+    """logrotate's copytruncate empties the log as an append looks for its
+    holes: the copy is of what is there (nothing), not an error (ENXIO) nor
+    zeros up to the old size. The truncation is made to land just before the
+    chosen lseek() call, by a wrapper that then makes the real call."""
+    target = tmp_path / "app.log"
+    make_sparse(target)
+    real_lseek, numbers = os.lseek, {"SEEK_DATA": 3, "SEEK_HOLE": 4}
+    truncated: list[int] = []
+
+    def lseek(fd: int, position: int, how: int) -> int:
+        if how == numbers[whence] and not truncated:
+            os.truncate(target, 0)
+            truncated.append(position)
+        return real_lseek(fd, position, how)
+
+    monkeypatch.setattr(os, "lseek", lseek)
+    with atomic_write(target, "ab") as f:
+        f.write(b"after rotation\n")
+    monkeypatch.undo()
+
+    assert truncated
+    assert target.read_bytes() == b"after rotation\n"
+
+
 @pytest.mark.parametrize("filesystem", ["btrfs"], indirect=True)
 def test_a_btrfs_no_cow_file_stays_no_cow_and_shares_its_blocks(filesystem: tuple[str, Path]) -> None:
     """btrfs clones only between two No_COW files or two ordinary ones: the
@@ -376,3 +404,38 @@ def test_the_modules_a_copy_needs_are_loaded_before_any_temporary_exists() -> No
     )
 
     assert result.stdout == "True\n", result.stderr
+
+
+@pytest.mark.parametrize("filesystem", ["btrfs"], indirect=True)
+def test_a_file_in_a_directory_made_no_cow_later_keeps_its_blocks_and_its_place(
+    filesystem: tuple[str, Path],
+) -> None:
+    """A file written while its directory compressed (btrfs.compression set
+    on it), then the directory made No_COW: a new file there is No_COW, which
+    cannot take that attribute (EINVAL, skipped as a refusal) nor clone an
+    ordinary file (so the copy is made ordinary again, as the old file is)."""
+    _, point = filesystem
+    directory = point / "data"
+    directory.mkdir()
+    subprocess.run(["btrfs", "property", "set", str(directory), "compression", "zstd"], check=True)
+    target = directory / "table"
+    target.write_bytes(os.urandom(1 << 20) * 16)
+    assert "btrfs.compression" in os.listxattr(target)
+    subprocess.run(["btrfs", "property", "set", str(directory), "compression", ""], check=True)
+    subprocess.run(["chattr", "+C", str(directory)], check=True)
+    os.link(target, point / "old")
+    os.sync()
+
+    with atomic_write(target, "ab") as f:
+        f.write(b"row\n")
+
+    attributes = subprocess.run(["lsattr", str(target)], capture_output=True, text=True, check=True).stdout
+    assert "C" not in attributes.split()[0], attributes
+    assert target.read_bytes() == (point / "old").read_bytes() + b"row\n"
+    assert shared_bytes(target) >= (16 << 20) * 0.9
+
+    with atomic_write(target, "wb") as f:  # a new No_COW file, as the directory makes them
+        f.write(b"rewritten")
+
+    assert target.read_bytes() == b"rewritten"
+    assert "btrfs.compression" not in os.listxattr(target)
