@@ -342,39 +342,10 @@ def test_an_interrupt_just_after_atomic_dir_exchanges_says_where_the_old_tree_is
     assert (tmp_path / left / "index").read_text() == "old"
 
 
-@pytest.mark.parametrize("job", ["replace", "atomic_dir"])
-def test_an_interrupt_as_the_exchange_returns_says_the_new_content_is_in_place(
-    tmp_path: Path, job: str
-) -> None:
-    """strace delivers SIGINT as renameat2(RENAME_EXCHANGE) returns, so that
-    the interrupt is raised before the job knows the exchange is done."""
-    for name, content in (("site", "old"), ("new", "new")):
-        (tmp_path / name).mkdir()
-        write(tmp_path / name / "index", content)
-    code = (
-        "import os, atomicswap\n"
-        "try:\n"
-        + (
-            "    atomicswap.replace('new', 'site', durable=False)\n"
-            if job == "replace"
-            else "    with atomicswap.atomic_dir('site') as d:\n        (d / 'index').write_text('new')\n"
-        )
-        + "except KeyboardInterrupt as e:\n"
-        "    print(*getattr(e, '__notes__', ['no note']), sep='\\n')\n"
-    )
-
-    result = inject_at_call_on(code, "renameat2", "signal=SIGINT", "RENAME_EXCHANGE", cwd=tmp_path)
-
-    assert result.stdout.startswith("the new content is in place"), (result.stdout, result.stderr)
-    assert (tmp_path / "site" / "index").read_text() == "new"
-
-
-@pytest.mark.parametrize("job", ["replace", "atomic_dir"])
-def test_an_interrupt_as_the_old_trees_last_directory_goes_does_not_say_it_is_left(
-    tmp_path: Path, job: str
-) -> None:
-    """SIGINT as the rmdir() of the old tree's top returns: the tree is gone,
-    and the note must not send the caller looking for it."""
+def interrupt_exchanging_job(tmp_path: Path, job: str, syscall: str, call: str) -> str:
+    """Run replace('new', 'site') or atomic_dir('site'), not durable, over a
+    site holding index "old", with SIGINT delivered as the first *syscall*
+    whose strace line matches *call* returns; the KeyboardInterrupt's notes."""
     for name, content in (("site", "old"), ("new", "new"))[: 2 if job == "replace" else 1]:
         (tmp_path / name).mkdir()
         write(tmp_path / name / "index", content)
@@ -390,10 +361,33 @@ def test_an_interrupt_as_the_old_trees_last_directory_goes_does_not_say_it_is_le
         + "except KeyboardInterrupt as e:\n"
         "    print(*getattr(e, '__notes__', ['no note']), sep='\\n')\n"
     )
+    result = inject_at_call_on(code, syscall, "signal=SIGINT", call, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("job", ["replace", "atomic_dir"])
+def test_an_interrupt_as_the_exchange_returns_says_the_new_content_is_in_place(
+    tmp_path: Path, job: str
+) -> None:
+    """strace delivers SIGINT as renameat2(RENAME_EXCHANGE) returns, so that
+    the interrupt is raised before the job knows the exchange is done."""
+    notes = interrupt_exchanging_job(tmp_path, job, "renameat2", "RENAME_EXCHANGE")
+
+    assert notes.startswith("the new content is in place"), notes
+    assert (tmp_path / "site" / "index").read_text() == "new"
+
+
+@pytest.mark.parametrize("job", ["replace", "atomic_dir"])
+def test_an_interrupt_as_the_old_trees_last_directory_goes_does_not_say_it_is_left(
+    tmp_path: Path, job: str
+) -> None:
+    """SIGINT as the rmdir() of the old tree's top returns: the tree is gone,
+    and the note must not send the caller looking for it."""
     top = r'"new", AT_REMOVEDIR' if job == "replace" else r'"\.site\.\w+\.tmp", AT_REMOVEDIR'
 
-    result = inject_at_call_on(code, "unlinkat", "signal=SIGINT", top, cwd=tmp_path)
+    notes = interrupt_exchanging_job(tmp_path, job, "unlinkat", top)
 
-    assert result.stdout == "the new content is in place\n", (result.stdout, result.stderr)
+    assert notes == "the new content is in place\n", notes
     assert (tmp_path / "site" / "index").read_text() == "new"
     assert os.listdir(tmp_path) == ["site"]
