@@ -422,8 +422,7 @@ def _move_durably(
         except OSError:
             raise
         except BaseException as e:  # an interrupt: after the move, say what it left where
-            now = _lstat(dst_dir, dst_name)
-            if moving is not None and now is not None and os.path.samestat(moving, now):
+            if _is_at(moving, dst_dir, dst_name):
                 _note_in_place(e, src_dir, src_name, shown_src)
             raise
     except OSError as e:
@@ -535,6 +534,12 @@ def _note_in_place(exc: BaseException, parent: "_Dir", name: str, shown: "str | 
     if not getattr(exc, "__notes__", None):
         left = f"; its old content is left at {_quote(shown)}" if _lstat(parent, name) else ""
         _add_note(exc, "the new content is in place" + left)
+
+
+def _is_at(moved: "os.stat_result | None", parent: "_Dir", name: str) -> bool:
+    """Whether *name* in *parent* is what *moved* was taken of, before a move."""
+    now = _lstat(parent, name)
+    return moved is not None and now is not None and os.path.samestat(moved, now)
 
 
 def _lstat(parent: "_Dir", name: str) -> "os.stat_result | None":
@@ -1047,6 +1052,16 @@ class _AtomicWrite(_Block):
                 raise  # fstat failed on our own descriptor: a rollback closes it
             return True
 
+    def _drop_if_lost(self) -> None:
+        """_drop_lost() if the descriptor is lost, on the way out of a rollback
+        or a forked child, where a failing fstat() is our own descriptor's."""
+        try:
+            lost = self._lost()
+        except OSError:
+            lost = False
+        if lost:
+            self._drop_lost()
+
     def _drop_lost(self) -> None:
         """Forget a descriptor that is not ours any more, and what the file
         object holds: with its raw FileIO closed first, the buffers above it
@@ -1096,12 +1111,7 @@ class _AtomicWrite(_Block):
 
     def _abandon(self, exc: BaseException) -> str:
         """Close and remove what is ours; return where anything was left, if it was."""
-        try:
-            lost = self._lost()
-        except OSError:
-            lost = False  # fstat failed on our own descriptor
-        if lost:
-            self._drop_lost()
+        self._drop_if_lost()
         if self._file is not None:
             for layer in (self._file, self._raw):
                 try:
@@ -1119,12 +1129,7 @@ class _AtomicWrite(_Block):
 
     def _leave_to_parent(self) -> None:
         """In a forked child: drop the descriptors without flushing into the parent's file."""
-        try:
-            lost = self._lost()
-        except OSError:
-            lost = False
-        if lost:
-            self._drop_lost()
+        self._drop_if_lost()
         if self._fd >= 0:
             # The file object may hold data buffered before the fork, which its
             # close would write a second time into the file the parent shares.
@@ -1243,6 +1248,7 @@ def _ioctl_number(direction: int, kind: int, number: int, size: int) -> int:
 # and write an int.
 _FS_NOCOW_FL = 0x00800000
 _REFUSED_IOCTL = (errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.EPERM, errno.EACCES)
+_clone_ioctls: "tuple[int, int, int] | None" = None  # FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FICLONE, once known
 
 
 def _copy_content(parent: "_Dir", name: str, fd: int, expected: os.stat_result) -> None:
@@ -1298,12 +1304,15 @@ def _clone(source: int, fd: int) -> bool:
     btrfs clones between two files only when both are or neither is."""
     import fcntl
 
-    long = 8 if sys.maxsize > 2**32 else 4
-    get_flags, set_flags, clone = (
-        _ioctl_number(2, 0x66, 1, long),
-        _ioctl_number(1, 0x66, 2, long),
-        _ioctl_number(1, 0x94, 9, 4),
-    )
+    global _clone_ioctls
+    if _clone_ioctls is None:
+        long = 8 if sys.maxsize > 2**32 else 4
+        _clone_ioctls = (
+            _ioctl_number(2, 0x66, 1, long),
+            _ioctl_number(1, 0x66, 2, long),
+            _ioctl_number(1, 0x94, 9, 4),
+        )
+    get_flags, set_flags, clone = _clone_ioctls
     if not clone:
         return False
     try:
@@ -1541,10 +1550,8 @@ class _AtomicDir(_Block):
                 _sync_tree(parent, staging.name)
             exchanged = self._publish(parent, staging.name)
         except BaseException as e:
-            if not isinstance(e, OSError):  # an interrupt, maybe as the publishing call returned
-                now = _lstat(parent, self._name)
-                if staged is not None and now is not None and os.path.samestat(staged, now):
-                    _add_note(e, "the new content is in place")
+            if not isinstance(e, OSError) and _is_at(staged, parent, self._name):
+                _add_note(e, "the new content is in place")  # interrupted as the publishing call returned
             leftovers = _cleanup(staging, e)
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
