@@ -935,6 +935,9 @@ class _AtomicWrite(_Block):
         self._name = ""  # the target's name in _dir
         self._existing: os.stat_result | None = None
         self._identity: os.stat_result | None = None  # the temporary's, to know it is still ours
+        # A second descriptor of an anonymous temporary: should the block close
+        # the first, the inode stays in use, so no new file can take its number.
+        self._anchor = -1
         self._xattrs: list[tuple[str, bytes]] = []
         self._temp: _Temporary | None = None
         self._file: IO[Any] | None = None
@@ -950,7 +953,7 @@ class _AtomicWrite(_Block):
             self._open()
         except BaseException as e:
             leftovers = self._abandon(e)
-            self._pid = 0
+            self._finish()
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
@@ -987,6 +990,8 @@ class _AtomicWrite(_Block):
             self._temp = _Temporary(parent, self._name)
             self._fd = self._temp.create(lambda name: os.open(parent.at(name), flags, mode, dir_fd=parent.fd))
         self._identity = os.fstat(self._fd)
+        if self._temp is None:
+            self._anchor = os.dup(self._fd)
         if existing and self._start != "w":
             _copy_content(parent, self._name, self._fd, existing)
             if self._start == "r":
@@ -1051,6 +1056,11 @@ class _AtomicWrite(_Block):
             if e.errno != errno.EBADF:
                 raise  # fstat failed on our own descriptor: a rollback closes it
             return True
+
+    def _finish(self) -> None:
+        _close(self._anchor)
+        self._anchor = -1
+        super()._finish()
 
     def _drop_if_lost(self) -> None:
         """_drop_lost() if the descriptor is lost, on the way out of a rollback
@@ -1544,8 +1554,10 @@ class _AtomicDir(_Block):
     def _commit(self) -> None:
         staging, parent = self._staging, self._dir
         assert staging is not None and staging.name is not None and parent is not None
-        staged = _lstat(parent, staging.name)  # to tell, after an interrupt, whether it was published
+        staged = None
         try:
+            location = os.path.join(self._directory, staging.name)
+            staged = _lstat(parent, staging.name)  # to tell, after an interrupt, whether it was published
             if self._durable:
                 _sync_tree(parent, staging.name)
             exchanged = self._publish(parent, staging.name)
@@ -1556,7 +1568,6 @@ class _AtomicDir(_Block):
             if isinstance(e, OSError):
                 raise _failed(e, self._shown, leftovers=leftovers) from e
             raise
-        location = os.path.join(self._directory, staging.name)
         try:
             problems = _after_put(
                 exchanged, parent, staging.name, location, parent, self._name, self._durable

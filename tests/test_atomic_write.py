@@ -606,6 +606,38 @@ def test_a_block_that_closes_its_descriptor_and_raises_leaves_the_file_that_took
     assert entries(tmp_path) == ["config", "unrelated.log"]
 
 
+@pytest.mark.parametrize("raises", [False, True])
+def test_a_new_file_that_takes_the_closed_descriptor_is_never_taken_for_the_temporary(
+    tmp_path: Path, raises: bool
+) -> None:
+    """An anonymous temporary whose only descriptor the block closes would free
+    its inode, and ext4 gives the next new file the same inode number: that
+    file, on the same descriptor number, must still not pass for the job's."""
+    target = write(tmp_path / "config", "old config")
+
+    with pytest.raises((OSError, RuntimeError)) as raised, atomic_write(target) as f:
+        f.write("meant for config")
+        os.close(f.fileno())
+        other = open(tmp_path / "other.db", "w")  # noqa: SIM115 (closed below)
+        other.write("their data\n")
+        other.flush()
+        assert other.fileno() == f.fileno()
+        if raises:
+            raise RuntimeError("the block's own error")
+    try:
+        os.fstat(other.fileno())  # still open: the job did not close it
+        f.close()
+        del f
+        gc.collect()
+    finally:
+        other.close()
+
+    assert isinstance(raised.value, RuntimeError if raises else OSError)
+    assert target.read_text() == "old config"
+    assert (tmp_path / "other.db").read_text() == "their data\n"
+    assert entries(tmp_path) == ["config", "other.db"]
+
+
 def test_a_block_that_detaches_its_file_and_raises_keeps_its_exception_and_leaves_nothing(
     tmp_path: Path, temporary: str
 ) -> None:
